@@ -1,0 +1,10 @@
+"""pixyz_like: deep generative models written the way papers write them.
+
+Subpackages: :mod:`pixyz_like.distributions`, :mod:`pixyz_like.losses`, :mod:`pixyz_like.models`.
+"""
+
+from . import distributions, losses, models, utils
+from .utils import print_latex
+
+__version__ = "0.1.0"
+__all__ = ["distributions", "losses", "models", "utils", "print_latex", "__version__"]

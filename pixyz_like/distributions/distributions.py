@@ -1,0 +1,618 @@
+r"""The :class:`Distribution` base class and :class:`DistributionBase`, the base of parametric families.
+
+A distribution is an :class:`torch.nn.Module` over named random variables ``var`` given named
+conditioning variables ``cond_var``. Values move as ``dict[str, Tensor]``. A sample has shape
+``sample_shape + (batch_n,) + features_shape``; ``get_log_prob`` sums the feature dimensions so it
+returns one value per data point (and per sample, when the value carries sample dimensions).
+
+A parametric family's parameters come from three places, freely mixed:
+
+* numbers or tensors given to the constructor, stored as buffers of shape ``(1, *features_shape)``;
+* the name of a conditioning variable (``Normal(var=["x"], cond_var=["y"], loc="y", scale=1.)``);
+* a subclass ``forward(**cond_vars) -> dict`` that computes them with a network.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._context import EvalContext
+from ..errors import (
+    GraphError,
+    NotDefinedError,
+    ParameterError,
+    ShapeError,
+    missing_variable_error,
+)
+from ..utils import check_options, convert_latex_name, infer_batch_n, tolist
+
+__all__ = ["Distribution", "DistributionBase"]
+
+_SAMPLE_OPTIONS = ("batch_n", "sample_shape", "return_all", "reparam", "sample_mean")
+# Messages of torch errors that come from tensors of the wrong shape, as opposed to, say, an
+# out-of-memory error which must pass through untouched.
+_SHAPE_ERROR = re.compile(r"shape|size|mat1|mat2|dimension|must match|broadcast", re.IGNORECASE)
+
+
+def _check_names(owner: str, kind: str, names: Sequence[Any]) -> list[str]:
+    names = tolist(names)
+    for n in names:
+        if not isinstance(n, str) or not n:
+            raise TypeError(f"{owner}: every name in {kind} must be a non-empty string, got {n!r}")
+    if len(set(names)) != len(names):
+        raise GraphError(f"{owner}: {kind} {names} names a variable twice")
+    return names
+
+
+def _shapes(tensors: Mapping[str, Any]) -> str:
+    return ", ".join(
+        f"{k}: {tuple(v.shape)}" if isinstance(v, torch.Tensor) else f"{k}: {type(v).__name__}"
+        for k, v in tensors.items()
+    )
+
+
+class Distribution(nn.Module):
+    r"""A (conditional) probability distribution over named variables.
+
+    Args:
+        var: the variables this distribution is over (a string is read as a one-element list).
+        cond_var: the variables it is conditioned on.
+        name: its name; printed through sympy's LaTeX (``"p_prior"`` prints as ``p_{prior}``).
+        features_shape: the shape of one data point of ``var`` (known for constant parameters).
+        atomic: ``False`` for composites such as products of distributions.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(var="x", cond_var="y", loc="y", scale=1.0, name="p")
+    >>> p.prob_text
+    'p(x|y)'
+    >>> p.sample({"y": torch.zeros(3, 2)})["x"].shape
+    torch.Size([3, 2])
+    """
+
+    distribution_name = ""
+    has_reparam = False
+
+    def __init__(
+        self,
+        var: Sequence[str] | str,
+        cond_var: Sequence[str] | str = (),
+        name: str = "p",
+        features_shape: Sequence[int] | torch.Size = torch.Size(),
+        atomic: bool = True,
+    ) -> None:
+        super().__init__()
+        owner = f"{type(self).__name__}(name={name!r})"
+        var = _check_names(owner, "var", var)
+        cond_var = _check_names(owner, "cond_var", cond_var)
+        if not var:
+            raise GraphError(f"{owner}: var must name at least one variable")
+        both = sorted(set(var) & set(cond_var))
+        if both:
+            raise GraphError(f"{owner}: {both} cannot be both a variable and a conditioning variable")
+        if not isinstance(name, str):
+            raise TypeError(f"{owner}: name must be a string, got {type(name).__name__}")
+        self._var = var
+        self._cond_var = cond_var
+        self._name = name
+        self._features_shape = torch.Size(features_shape)
+        self._atomic = atomic
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def var(self) -> list[str]:
+        """The variables this distribution is over."""
+        return list(self._var)
+
+    @property
+    def cond_var(self) -> list[str]:
+        """The conditioning variables."""
+        return list(self._cond_var)
+
+    @property
+    def input_var(self) -> list[str]:
+        """The variables ``sample`` needs in its input dict (the conditioning variables)."""
+        return list(self._cond_var)
+
+    @property
+    def name(self) -> str:
+        """The distribution's name (as given; printed through :func:`convert_latex_name`)."""
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"{self._owner()}: name must be a string, got {type(name).__name__}")
+        self._name = name
+
+    @property
+    def features_shape(self) -> torch.Size:
+        """The shape of one data point of the variable (empty when it is set by a network)."""
+        return self._features_shape
+
+    # ------------------------------------------------------------------ text
+    @property
+    def prob_text(self) -> str:
+        """The formula of this distribution, e.g. ``p(x|z)``."""
+        var_text = ",".join(convert_latex_name(v) for v in self.var)
+        cond = self.cond_var
+        cond_text = "|" + ",".join(convert_latex_name(v) for v in cond) if cond else ""
+        return f"{convert_latex_name(self._name)}({var_text}{cond_text})"
+
+    @property
+    def prob_factorized_text(self) -> str:
+        """The formula as a product of its factors, e.g. ``p(x|z)p_{prior}(z)``."""
+        return self.prob_text
+
+    @property
+    def prob_joint_factorized_and_text(self) -> str:
+        """``joint = factorisation``, or the formula alone when the two are the same."""
+        joint, factorized = self.prob_text, self.prob_factorized_text
+        return joint if joint == factorized else f"{joint} = {factorized}"
+
+    def _owner(self) -> str:
+        """How errors name this distribution: its formula and class."""
+        try:
+            return f"{self.prob_text} ({type(self).__name__})"
+        except Exception:  # a half-built object: never let error reporting fail
+            return type(self).__name__
+
+    def extra_repr(self) -> str:
+        return (
+            f"name={convert_latex_name(self._name)}, distribution_name={self.distribution_name},\n"
+            f"var={self.var}, cond_var={self.cond_var}, input_var={self.input_var}, "
+            f"features_shape={self.features_shape}"
+        )
+
+    def _network_text(self) -> str:
+        return "\n".join(
+            f"{f.prob_text}:\n{nn.Module.__repr__(f)}" if len(self.factors()) > 1 else nn.Module.__repr__(f)
+            for f in self.factors()
+        )
+
+    def __str__(self) -> str:
+        network = "\n".join("  " + line for line in self._network_text().splitlines())
+        return f"Distribution:\n  {self.prob_joint_factorized_and_text}\nNetwork architecture:\n{network}"
+
+    def _repr_latex_(self) -> str:
+        return f"${self.prob_joint_factorized_and_text}$"
+
+    def factors(self) -> list[Distribution]:
+        """The atomic factors of this distribution in sampling (topological) order."""
+        return [self]
+
+    @property
+    def graph(self):
+        """The directed graph of the factors; ``p.graph.to_dot()`` gives Graphviz DOT text."""
+        from .graph import DistributionGraph
+
+        return DistributionGraph(self.factors(), self.var, self.cond_var)
+
+    # ------------------------------------------------------------------ input handling
+    def _as_dict(self, x_dict: Any, action: str) -> dict[str, Any]:
+        """Accept a dict, or (Pixyz style) a tensor or list of tensors for the input variables."""
+        if x_dict is None:
+            return {}
+        if isinstance(x_dict, Mapping):
+            return dict(x_dict)
+        inputs = self.input_var
+        if isinstance(x_dict, torch.Tensor):
+            x_dict = [x_dict]
+        if isinstance(x_dict, (list, tuple)):
+            if len(x_dict) != len(inputs):
+                raise TypeError(
+                    f"{self._owner()}: {action} got {len(x_dict)} tensor(s) for input variables {inputs}; "
+                    "pass a dict {name: tensor}"
+                )
+            return dict(zip(inputs, x_dict))
+        raise TypeError(f"{self._owner()}: {action} expects a dict of tensors, got {type(x_dict).__name__}")
+
+    def _require(self, x_dict: Mapping[str, Any], names: Iterable[str], action: str) -> None:
+        missing = [n for n in names if n not in x_dict]
+        if missing:
+            raise missing_variable_error(self._owner(), action, missing, x_dict.keys())
+
+    # ------------------------------------------------------------------ public API
+    def sample(
+        self,
+        x_dict: Mapping[str, Any] | torch.Tensor | None = None,
+        batch_n: int | None = None,
+        sample_shape: Sequence[int] | torch.Size = torch.Size(),
+        return_all: bool = True,
+        reparam: bool = False,
+        sample_mean: bool = False,
+        **options: Any,
+    ) -> dict[str, torch.Tensor]:
+        """Draw the variables given the conditioning ones.
+
+        Returns a dict holding the samples (and, with ``return_all``, the inputs too). Each sample
+        has shape ``sample_shape + (batch_n,) + features_shape``; ``batch_n`` is taken from the inputs
+        when there are any, otherwise from the argument (default 1). ``reparam`` asks for a
+        reparameterised sample that carries gradients; ``sample_mean`` returns the mean instead.
+        """
+        check_options(f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS)
+        x_dict = self._as_dict(x_dict, "sample")
+        self._require(x_dict, self.input_var, "sample")
+        if reparam and not sample_mean:
+            self._check_reparam()
+        out = self._sample(x_dict, EvalContext(), batch_n, torch.Size(sample_shape), reparam, sample_mean)
+        if return_all:
+            x_dict.update(out)
+            return x_dict
+        return out
+
+    def get_log_prob(
+        self,
+        x_dict: Mapping[str, Any] | None = None,
+        sum_features: bool = True,
+        feature_dims: Sequence[int] | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        """Log-density of ``var`` given ``cond_var``, summed over the feature dimensions."""
+        check_options(f"{self._owner()}.get_log_prob()", options, ("sum_features", "feature_dims"))
+        x_dict = self._as_dict(x_dict, "get_log_prob")
+        self._require(x_dict, self.var + self.input_var, "get_log_prob")
+        return self._log_prob(x_dict, EvalContext(), sum_features, feature_dims)
+
+    def get_prob(self, x_dict: Mapping[str, Any] | None = None, sum_features: bool = True,
+                 feature_dims: Sequence[int] | None = None) -> torch.Tensor:
+        """Density (``exp`` of :meth:`get_log_prob`)."""
+        return self.get_log_prob(x_dict, sum_features, feature_dims).exp()
+
+    def get_entropy(
+        self,
+        x_dict: Mapping[str, Any] | None = None,
+        sum_features: bool = True,
+        feature_dims: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Entropy, in closed form, summed over the feature dimensions."""
+        raise NotDefinedError(f"{self._owner()}: the entropy has no closed form here")
+
+    def sample_mean(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """The mean of the (single) variable given the conditioning variables."""
+        raise NotDefinedError(f"{self._owner()}: the mean has no closed form here")
+
+    def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """The variance of the (single) variable given the conditioning variables."""
+        raise NotDefinedError(f"{self._owner()}: the variance has no closed form here")
+
+    def get_params(self, params_dict: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """The family's parameters given the conditioning variables."""
+        raise NotDefinedError(f"{self._owner()}: it has no parameters of a single family")
+
+    def log_prob(self, sum_features: bool = True, feature_dims: Sequence[int] | None = None):
+        """The loss ``log p(x|z)`` (a :class:`~pixyz_like.losses.LogProb`)."""
+        from ..losses.pdf import LogProb
+
+        return LogProb(self, sum_features=sum_features, feature_dims=feature_dims)
+
+    def prob(self, sum_features: bool = True, feature_dims: Sequence[int] | None = None):
+        """The loss ``p(x|z)`` (a :class:`~pixyz_like.losses.Prob`)."""
+        from ..losses.pdf import Prob
+
+        return Prob(self, sum_features=sum_features, feature_dims=feature_dims)
+
+    def replace_var(self, **replace_dict: str) -> Distribution:
+        """The same distribution with variables renamed: ``p.replace_var(z="y")`` gives ``p(x|y)``."""
+        from .joint import MultiplyDistribution, ReplaceVarDistribution
+
+        if len(self.factors()) > 1:
+            return MultiplyDistribution.from_factors(
+                [ReplaceVarDistribution(f, replace_dict, _check=False) for f in self.factors()],
+                name=self._name,
+                var_order=[replace_dict.get(v, v) for v in self.var],
+                _validate_replace=(self, replace_dict),
+            )
+        return ReplaceVarDistribution(self, replace_dict)
+
+    def marginalize_var(self, marginalize_list: Sequence[str] | str) -> Distribution:
+        """The marginal over the remaining variables: ``p(x,z).marginalize_var("z")`` is ``p(x)``."""
+        from .joint import MarginalizeVarDistribution
+
+        return MarginalizeVarDistribution(self, marginalize_list)
+
+    def __mul__(self, other: Distribution) -> Distribution:
+        from .joint import MultiplyDistribution
+
+        if not isinstance(other, Distribution):
+            return NotImplemented
+        return MultiplyDistribution(self, other)
+
+    # ------------------------------------------------------------------ internal protocol
+    def _check_reparam(self) -> None:
+        if not self.has_reparam:
+            raise NotDefinedError(
+                f"{self._owner()}: {self.distribution_name or type(self).__name__} has no reparameterised "
+                "sampler; call sample(reparam=False), or use a relaxed family"
+            )
+
+    def _sample(
+        self,
+        x_dict: dict[str, Any],
+        ctx: EvalContext,
+        batch_n: int | None,
+        sample_shape: torch.Size,
+        reparam: bool,
+        sample_mean: bool,
+    ) -> dict[str, torch.Tensor]:
+        """Draw the variables; returns only the new ones. Inputs are known to be present."""
+        raise NotImplementedError
+
+    def _log_prob(
+        self, x_dict: dict[str, Any], ctx: EvalContext, sum_features: bool, feature_dims: Sequence[int] | None
+    ) -> torch.Tensor:
+        raise NotDefinedError(f"{self._owner()}: its log-density is not defined")
+
+
+def _sum_features(lp: torch.Tensor, n_feat: int, sum_features: bool, feature_dims) -> torch.Tensor:
+    """Sum a log-density over its feature dimensions.
+
+    ``n_feat`` trailing dimensions are features; everything before them is sample and batch
+    dimensions, which are kept. ``n_feat`` is ``None`` when the features are not known: scalar
+    constant parameters (shape ``(1,)``) scoring a larger value. Then we follow Pixyz and sum every
+    dimension but the first, so ``Normal(loc=0., scale=1.)`` scores a ``(batch, d)`` value per row.
+    """
+    if not sum_features:
+        return lp
+    if feature_dims is not None:
+        return lp.sum(dim=tuple(feature_dims)) if len(feature_dims) else lp
+    if n_feat is None:
+        return lp.sum(dim=tuple(range(1, lp.ndim))) if lp.ndim > 1 else lp
+    if n_feat > 0:
+        return lp.sum(dim=tuple(range(-n_feat, 0)))
+    return lp
+
+
+class DistributionBase(Distribution):
+    r"""Base of parametric families (Normal, Bernoulli, ...).
+
+    A family declares ``params_keys`` and implements the elementwise maths in ``_log_prob_value``,
+    ``_draw`` and, where they exist, ``_entropy``, ``_mean``, ``_variance``; ``_torch_dist`` builds the
+    equivalent :mod:`torch.distributions` object (the fallback for anything not written out).
+    ``event_ndim`` is the number of trailing parameter dimensions that form one event (1 for
+    Categorical, whose last dimension enumerates the categories).
+    """
+
+    params_keys: tuple[str, ...] = ()
+    event_ndim = 0
+    #: the equivalent :mod:`torch.distributions` class, used as the fallback for the maths.
+    distribution_torch_class: type | None = None
+
+    def __init__(
+        self,
+        var: Sequence[str] | str = ("x",),
+        cond_var: Sequence[str] | str = (),
+        name: str = "p",
+        features_shape: Sequence[int] | torch.Size = torch.Size(),
+        **params: Any,
+    ) -> None:
+        super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape)
+        if len(self._var) != 1:
+            raise GraphError(f"{self._owner()}: a {self.distribution_name} is over one variable, got {self._var}")
+        self._param_vars: dict[str, str] = {}
+        self._const_keys: list[str] = []
+        for key, value in params.items():
+            if key not in self.params_keys:
+                raise ParameterError(
+                    f"{self._owner()}: unknown parameter {key!r}; a {self.distribution_name} takes "
+                    f"{list(self.params_keys)}"
+                )
+            if value is None:
+                continue
+            if isinstance(value, str):
+                if value not in self._cond_var:
+                    raise GraphError(
+                        f"{self._owner()}: parameter {key}={value!r} names a variable that is not in "
+                        f"cond_var {self._cond_var}"
+                    )
+                self._param_vars[key] = value
+            else:
+                self._register_constant(key, value)
+        # A subclass that defines forward computes (some of) the parameters with its own network.
+        self._custom_forward = type(self).forward is not DistributionBase.forward
+
+    def _register_constant(self, key: str, value: Any) -> None:
+        tensor = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(value)
+        if not tensor.is_floating_point():
+            tensor = tensor.to(torch.get_default_dtype())
+        if len(self._features_shape) == 0 and tensor.ndim > 0:
+            self._features_shape = tensor.shape
+        try:
+            tensor = tensor.expand(self._features_shape)
+        except RuntimeError as e:
+            raise ShapeError(
+                f"{self._owner()}: parameter {key} of shape {tuple(tensor.shape)} does not fit "
+                f"features_shape {tuple(self._features_shape)}"
+            ) from e
+        self.register_buffer(key, tensor.unsqueeze(0).clone())
+        self._const_keys.append(key)
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Compute the parameters from the conditioning variables (override with a network)."""
+        return {}
+
+    # ------------------------------------------------------------------ parameters
+    def _required_keys_ok(self, keys: Iterable[str]) -> bool:
+        return set(keys) == set(self.params_keys)
+
+    def _expected_keys_text(self) -> str:
+        return str(sorted(self.params_keys))
+
+    def _get_params(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
+        inputs = tuple(x_dict[v] for v in self._cond_var)
+        if ctx is not None:
+            hit = ctx.get_params(self, inputs)
+            if hit is not None:
+                return hit
+        if self._custom_forward:
+            params = self._call_forward(inputs)
+        else:
+            params = {}
+        for key, var in self._param_vars.items():
+            params.setdefault(key, x_dict[var])
+        for key in self._const_keys:
+            params.setdefault(key, getattr(self, key))
+        if not self._required_keys_ok(params.keys()):
+            got = sorted(params)
+            raise ParameterError(
+                f"{self._owner()}: the parameters are {got}, but a {self.distribution_name} expects "
+                f"{self._expected_keys_text()} (from forward(), constants or conditioning variables)"
+            )
+        for key, value in params.items():
+            if not isinstance(value, torch.Tensor):
+                raise ParameterError(
+                    f"{self._owner()}: parameter {key} must be a tensor, got {type(value).__name__}"
+                )
+        if ctx is not None:
+            ctx.put_params(self, inputs, params)
+        return params
+
+    def _call_forward(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        kwargs = dict(zip(self._cond_var, inputs))
+        try:
+            out = self.forward(**kwargs)
+        except (RuntimeError, ValueError, IndexError) as e:
+            if isinstance(e, ShapeError) or not _SHAPE_ERROR.search(str(e)):
+                raise
+            raise ShapeError(
+                f"{self._owner()}: its network failed on inputs ({_shapes(kwargs)}): {e}"
+            ) from e
+        except TypeError as e:
+            if "forward()" in str(e) and "argument" in str(e):
+                raise TypeError(
+                    f"{self._owner()}: forward() is called with the conditioning variables as keywords "
+                    f"{self._cond_var}; its signature does not accept them: {e}"
+                ) from e
+            raise
+        if not isinstance(out, Mapping):
+            raise ParameterError(
+                f"{self._owner()}: forward() must return a dict of parameters {self._expected_keys_text()}, "
+                f"got {type(out).__name__}"
+            )
+        return dict(out)
+
+    def get_params(self, params_dict: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """The family's parameters given the conditioning variables (``{"loc": ..., "scale": ...}``)."""
+        check_options(f"{self._owner()}.get_params()", kwargs, ())
+        x_dict = self._as_dict(params_dict, "get_params")
+        self._require(x_dict, self.input_var, "get_params")
+        return self._get_params(x_dict, None)
+
+    def _batch_shape(self, params: dict[str, torch.Tensor], batch_n: int | None) -> torch.Size:
+        """Broadcast shape of the parameters ``(batch, *features[, event])``, with ``batch_n`` applied."""
+        shapes = [p.shape for p in params.values()]
+        shape = shapes[0] if all(s == shapes[0] for s in shapes) else torch.broadcast_shapes(*shapes)
+        if batch_n is not None and len(shape) > 0 and shape[0] != batch_n:
+            if shape[0] != 1:
+                raise ShapeError(
+                    f"{self._owner()}: batch_n={batch_n} conflicts with the batch size {shape[0]} of its inputs"
+                )
+            shape = torch.Size((batch_n,)) + shape[1:]
+        if len(self._features_shape) and tuple(shape[1 : len(shape) - self.event_ndim]) != tuple(
+            self._features_shape
+        ):
+            raise ShapeError(
+                f"{self._owner()}: its parameters have shape {tuple(shape)}, which does not match "
+                f"features_shape {tuple(self._features_shape)} (expected (batch, *features_shape))"
+            )
+        return shape
+
+    def _n_feat(self, params: dict[str, torch.Tensor]) -> int | None:
+        """Number of feature dimensions, from ``features_shape`` or the ``(batch, *features)`` params."""
+        if len(self._features_shape):
+            return len(self._features_shape)
+        n = max(p.ndim for p in params.values()) - 1 - self.event_ndim
+        if n == 0 and all(p.numel() == 1 for p in params.values()):
+            return None  # scalar constants: the features are whatever the value has (Pixyz's rule)
+        return n
+
+    # ------------------------------------------------------------------ family maths (override)
+    def _torch_dist(self, params: dict[str, torch.Tensor]) -> torch.distributions.Distribution:
+        if self.distribution_torch_class is None:
+            raise NotDefinedError(f"{self._owner()}: no torch.distributions equivalent")
+        return self.distribution_torch_class(**params, validate_args=False)
+
+    def _log_prob_value(self, params: dict[str, torch.Tensor], value: torch.Tensor) -> torch.Tensor:
+        return self._torch_dist(params).log_prob(value)
+
+    def _draw(self, params: dict[str, torch.Tensor], shape: torch.Size, reparam: bool) -> torch.Tensor:
+        dist = self._torch_dist({k: v.expand(shape[-v.ndim:]) if v.ndim else v for k, v in params.items()})
+        n_batch = len(dist.batch_shape) + len(dist.event_shape)
+        sample_shape = shape[: len(shape) - n_batch]
+        return dist.rsample(sample_shape) if reparam else dist.sample(sample_shape)
+
+    def _entropy(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        try:
+            return self._torch_dist(params).entropy()
+        except NotImplementedError as e:
+            raise NotDefinedError(f"{self._owner()}: the entropy of a {self.distribution_name} has no closed form") from e
+
+    def _mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._torch_dist(params).mean
+
+    def _variance(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._torch_dist(params).variance
+
+    # ------------------------------------------------------------------ protocol
+    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+        params = self._get_params(x_dict, ctx)
+        shape = self._batch_shape(params, batch_n)
+        if sample_mean:
+            value = self._mean(params).expand(sample_shape + shape)
+        else:
+            value = self._draw(params, sample_shape + shape, reparam and self.has_reparam)
+        return {self._var[0]: value}
+
+    def _check_value(self, params: dict[str, torch.Tensor], value: Any) -> torch.Tensor:
+        var = self._var[0]
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{self._owner()}: variable {var!r} must be a tensor, got {type(value).__name__}")
+        shape = self._batch_shape(params, None)
+        feat = shape[1:]
+        if len(feat) and (value.ndim < len(feat) or tuple(value.shape[value.ndim - len(feat):]) != tuple(feat)):
+            raise ShapeError(
+                f"{self._owner()}: variable {var!r} has shape {tuple(value.shape)}, but the parameters have "
+                f"shape {tuple(shape)}: expected (*sample_shape, batch, {', '.join(map(str, feat))})"
+            )
+        return value
+
+    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+        params = self._get_params(x_dict, ctx)
+        value = self._check_value(params, x_dict[self._var[0]])
+        try:
+            lp = self._log_prob_value(params, value)
+        except RuntimeError as e:
+            if not _SHAPE_ERROR.search(str(e)):
+                raise
+            raise ShapeError(
+                f"{self._owner()}: variable {self._var[0]!r} of shape {tuple(value.shape)} does not broadcast "
+                f"with its parameters ({_shapes(params)})"
+            ) from e
+        return _sum_features(lp, self._n_feat(params), sum_features, feature_dims)
+
+    def get_entropy(self, x_dict=None, sum_features=True, feature_dims=None):
+        x_dict = self._as_dict(x_dict, "get_entropy")
+        self._require(x_dict, self.input_var, "get_entropy")
+        params = self._get_params(x_dict, None)
+        return _sum_features(self._entropy(params), self._n_feat(params), sum_features, feature_dims)
+
+    def sample_mean(self, x_dict=None):
+        x_dict = self._as_dict(x_dict, "sample_mean")
+        self._require(x_dict, self.input_var, "sample_mean")
+        return self._mean(self._get_params(x_dict, None))
+
+    def sample_variance(self, x_dict=None):
+        x_dict = self._as_dict(x_dict, "sample_variance")
+        self._require(x_dict, self.input_var, "sample_variance")
+        return self._variance(self._get_params(x_dict, None))
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        for key in self._const_keys:
+            text += f"\n({key}): {getattr(self, key).shape}"
+        return text
+

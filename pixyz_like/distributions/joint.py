@@ -1,0 +1,308 @@
+r"""Composite distributions: products (``p * q``), renamed variables and marginals.
+
+A product is a directed acyclic graph of atomic factors. It is checked when built: a variable
+produced by two factors or a cycle is refused at once, not at sampling time. Factors are sampled
+and scored in topological order (:mod:`graphlib`).
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import GraphError, NotDefinedError, ShapeError
+from ..utils import convert_latex_name, infer_batch_n, tolist
+from .distributions import Distribution
+
+__all__ = ["MultiplyDistribution", "ReplaceVarDistribution", "MarginalizeVarDistribution"]
+
+
+def _dedupe(names):
+    seen: dict[str, None] = {}
+    for n in names:
+        seen.setdefault(n, None)
+    return list(seen)
+
+
+def _fold(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Repeat a batch tensor ``n`` times along a new leading dim and merge it into the batch dim."""
+    return x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
+
+
+class MultiplyDistribution(Distribution):
+    r"""The product of distributions, a joint over the union of their variables.
+
+    ``p(x|z) * p_prior(z)`` is the joint ``p(x,z)``; its log-density is the sum of the factors' and a
+    sample is drawn factor by factor in topological order.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> prior = Normal(loc=0., scale=1., var=["z"], features_shape=[2], name="p_prior")
+    >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+    >>> print((p * prior).prob_joint_factorized_and_text)
+    p(x,z) = p(x|z)p_{prior}(z)
+    """
+
+    def __init__(self, a: Distribution, b: Distribution) -> None:
+        self._setup(a.factors() + b.factors(), name="p", var_order=a.var + b.var)
+
+    @classmethod
+    def from_factors(
+        cls, factors: Sequence[Distribution], name: str = "p", var_order: Sequence[str] | None = None,
+        _validate_replace: tuple | None = None,
+    ) -> MultiplyDistribution:
+        """Build a joint from a list of atomic factors."""
+        if _validate_replace is not None:
+            ReplaceVarDistribution._validate(*_validate_replace)
+        obj = cls.__new__(cls)
+        obj._setup(list(factors), name=name, var_order=var_order)
+        return obj
+
+    def _setup(self, factors: list[Distribution], name: str, var_order: Sequence[str] | None) -> None:
+        producers: dict[str, Distribution] = {}
+        for f in factors:
+            for v in f.var:
+                if v in producers:
+                    raise GraphError(
+                        f"cannot multiply: variable {v!r} is produced by both {producers[v].prob_text} and "
+                        f"{f.prob_text}; rename one with replace_var"
+                    )
+                producers[v] = f
+        sorter = graphlib.TopologicalSorter()
+        for i, f in enumerate(factors):
+            deps = [j for j, g in enumerate(factors) if j != i and set(f.cond_var) & set(g.var)]
+            sorter.add(i, *deps)
+        try:
+            order = list(sorter.static_order())
+        except graphlib.CycleError as e:
+            cycle = " -> ".join(factors[i].prob_text for i in e.args[1])
+            raise GraphError(f"cannot multiply: the factors form a cycle ({cycle})") from e
+        ordered = [factors[i] for i in order]
+        var = _dedupe(list(var_order or []) + [v for f in factors for v in f.var])
+        cond = _dedupe(v for f in ordered for v in f.cond_var if v not in producers)
+        super().__init__(var=var, cond_var=cond, name=name, atomic=False)
+        self._factors = nn.ModuleList(ordered)
+        # Which factors have no inputs at all: they get the batch size from the caller.
+        self._roots = [len(f.input_var) == 0 for f in ordered]
+
+    def factors(self) -> list[Distribution]:
+        return list(self._factors)
+
+    @property
+    def input_var(self) -> list[str]:
+        return _dedupe(v for f in self._factors for v in f.input_var if v not in self._var)
+
+    @property
+    def has_reparam(self) -> bool:  # type: ignore[override]
+        return all(f.has_reparam for f in self._factors)
+
+    @property
+    def distribution_name(self) -> str:  # type: ignore[override]
+        return " * ".join(f.distribution_name for f in self._factors)
+
+    @property
+    def prob_factorized_text(self) -> str:
+        # Written right to left: the factor sampled first stands last, as in p(x|z)p(z).
+        return "".join(f.prob_text for f in reversed(list(self._factors)))
+
+    def _check_reparam(self) -> None:  # reparameterise where each factor can; others are detached
+        return None
+
+    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+        n = sample_shape.numel() if len(sample_shape) else 1
+        batch = infer_batch_n(x_dict, self.input_var)
+        if batch is None:
+            batch = batch_n
+        elif batch_n is not None and batch_n != batch:
+            raise ShapeError(f"{self._owner()}: batch_n={batch_n} conflicts with the batch size {batch} of its inputs")
+        # Factors whose variables are all given are observed: their values are kept, not redrawn.
+        observed = [all(v in x_dict for v in f.var) for f in self._factors]
+        needed = self.input_var + [v for f, o in zip(self._factors, observed) if o for v in f.var]
+        if len(sample_shape):
+            # Sample dims are folded into the batch so each factor's network runs once on n * batch rows.
+            base = batch if batch is not None else 1
+            work = {
+                v: _fold(x_dict[v], n) if isinstance(x_dict[v], torch.Tensor) and x_dict[v].ndim else x_dict[v]
+                for v in needed
+            }
+            root_batch = n * base
+        else:
+            work = {v: x_dict[v] for v in needed}
+            root_batch = batch
+        for f, is_root, is_observed in zip(self._factors, self._roots, observed):
+            if is_observed:
+                continue
+            work.update(f._sample(work, ctx, root_batch if is_root else None, torch.Size(), reparam, sample_mean))
+        out = {v: work[v] for v in self._var}
+        if len(sample_shape):
+            out = {v: t.reshape(*sample_shape, t.shape[0] // n, *t.shape[1:]) for v, t in out.items()}
+        return out
+
+    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+        if not sum_features and len(self._factors) > 1:
+            raise NotDefinedError(
+                f"{self._owner()}: a joint's log-density is a sum over factors with different features; "
+                "use sum_features=True, or score each factor separately"
+            )
+        total = None
+        for f in self._factors:
+            lp = f._log_prob(x_dict, ctx, sum_features, feature_dims)
+            total = lp if total is None else total + lp
+        return total
+
+    def _last_single_var_factor(self, action: str) -> Distribution:
+        last = self._factors[-1]
+        if len(last.var) != 1:
+            raise NotDefinedError(f"{self._owner()}: {action} needs a joint whose last factor has one variable")
+        return last
+
+    def _ancestors_sampled(self, x_dict: Mapping[str, Any]) -> dict[str, Any]:
+        work = dict(x_dict)
+        for f in list(self._factors)[:-1]:
+            if not all(v in work for v in f.var):
+                work.update(f.sample(work, return_all=False))
+        return work
+
+    def sample_mean(self, x_dict=None):
+        """Mean of the last factor's variable, the other factors sampled (given values are kept)."""
+        x_dict = self._as_dict(x_dict, "sample_mean")
+        self._require(x_dict, self.input_var, "sample_mean")
+        return self._last_single_var_factor("sample_mean").sample_mean(self._ancestors_sampled(x_dict))
+
+    def sample_variance(self, x_dict=None):
+        """Variance of the last factor's variable, the other factors sampled (given values are kept)."""
+        x_dict = self._as_dict(x_dict, "sample_variance")
+        self._require(x_dict, self.input_var, "sample_variance")
+        return self._last_single_var_factor("sample_variance").sample_variance(self._ancestors_sampled(x_dict))
+
+
+class ReplaceVarDistribution(Distribution):
+    """A view of an atomic distribution with some variables renamed; it shares the networks."""
+
+    def __init__(self, p: Distribution, replace_dict: Mapping[str, str], _check: bool = True) -> None:
+        if _check:
+            self._validate(p, replace_dict)
+        rd = {k: v for k, v in replace_dict.items() if k in p.var or k in p.cond_var}
+        super().__init__(
+            var=[rd.get(v, v) for v in p.var],
+            cond_var=[rd.get(v, v) for v in p.cond_var],
+            name=p.name,
+            features_shape=p.features_shape,
+        )
+        self.p = p
+        self._replace = rd
+        self._inverse = {v: k for k, v in rd.items()}
+
+    @staticmethod
+    def _validate(p: Distribution, replace_dict: Mapping[str, str]) -> None:
+        known = set(p.var) | set(p.cond_var)
+        unknown = sorted(k for k in replace_dict if k not in known)
+        if unknown:
+            raise GraphError(
+                f"{p.prob_text}: replace_var got {unknown}, which are not among its variables {sorted(known)}"
+            )
+        for old, new in replace_dict.items():
+            if not isinstance(new, str) or not new:
+                raise TypeError(f"{p.prob_text}: replace_var({old}=...) needs a variable name, got {new!r}")
+        renamed = [replace_dict.get(v, v) for v in list(p.var) + list(p.cond_var)]
+        if len(set(renamed)) != len(renamed):
+            raise GraphError(f"{p.prob_text}: replace_var({replace_dict}) would give two variables the same name")
+
+    distribution_name = property(lambda self: self.p.distribution_name)  # type: ignore[assignment]
+    has_reparam = property(lambda self: self.p.has_reparam)  # type: ignore[assignment]
+
+    @property
+    def input_var(self) -> list[str]:
+        return [self._replace.get(v, v) for v in self.p.input_var]
+
+    def _to_inner(self, x_dict: Mapping[str, Any]) -> dict[str, Any]:
+        # An outer variable that happens to carry an inner name being replaced is unrelated: drop it.
+        return {self._inverse.get(k, k): v for k, v in x_dict.items() if k not in self._replace or k in self._inverse}
+
+    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+        out = self.p._sample(self._to_inner(x_dict), ctx, batch_n, sample_shape, reparam, sample_mean)
+        return {self._replace.get(k, k): v for k, v in out.items()}
+
+    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+        return self.p._log_prob(self._to_inner(x_dict), ctx, sum_features, feature_dims)
+
+    def _check_reparam(self) -> None:
+        self.p._check_reparam()
+
+    def get_params(self, params_dict=None, **kwargs):
+        return self.p.get_params(self._to_inner(self._as_dict(params_dict, "get_params")), **kwargs)
+
+    def get_entropy(self, x_dict=None, sum_features=True, feature_dims=None):
+        return self.p.get_entropy(self._to_inner(self._as_dict(x_dict, "get_entropy")), sum_features, feature_dims)
+
+    def sample_mean(self, x_dict=None):
+        return self.p.sample_mean(self._to_inner(self._as_dict(x_dict, "sample_mean")))
+
+    def sample_variance(self, x_dict=None):
+        return self.p.sample_variance(self._to_inner(self._as_dict(x_dict, "sample_variance")))
+
+    def _network_text(self) -> str:
+        return self.p._network_text()
+
+    # Closed-form KL and analytic entropy work on the underlying family with renamed inputs.
+    @property
+    def base(self) -> Distribution:
+        return self.p
+
+
+class MarginalizeVarDistribution(Distribution):
+    r"""The marginal :math:`\int p(x,z)\,dz` of a distribution over the remaining variables.
+
+    Sampling draws the joint and drops the marginalised variables. The log-density has no closed form;
+    estimate it with :func:`pixyz_like.losses.log_marginal` (importance sampling).
+    """
+
+    def __init__(self, p: Distribution, marginalize_list: Sequence[str] | str) -> None:
+        marginalize_list = tolist(marginalize_list)
+        bad = [v for v in marginalize_list if v not in p.var]
+        if bad:
+            raise GraphError(f"{p.prob_text}: cannot marginalise {bad}, which are not among its variables {p.var}")
+        rest = [v for v in p.var if v not in marginalize_list]
+        if not rest:
+            raise GraphError(f"{p.prob_text}: marginalising {marginalize_list} would leave no variable")
+        super().__init__(var=rest, cond_var=p.cond_var, name=p.name, features_shape=p.features_shape)
+        self.p = p
+        self._marginalized = marginalize_list
+
+    distribution_name = property(lambda self: self.p.distribution_name)  # type: ignore[assignment]
+    has_reparam = property(lambda self: self.p.has_reparam)  # type: ignore[assignment]
+
+    @property
+    def input_var(self) -> list[str]:
+        return self.p.input_var
+
+    @property
+    def prob_factorized_text(self) -> str:
+        integrals = "\\int " * len(self._marginalized)
+        d = "".join("d" + convert_latex_name(v) for v in self._marginalized)
+        return f"{integrals}{self.p.prob_factorized_text}{d}"
+
+    def _check_reparam(self) -> None:
+        self.p._check_reparam()
+
+    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+        out = self.p._sample(x_dict, ctx, batch_n, sample_shape, reparam, sample_mean)
+        return {k: v for k, v in out.items() if k not in self._marginalized}
+
+    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+        raise NotDefinedError(
+            f"{self._owner()}: the log-density of a marginal has no closed form; estimate it with "
+            "pixyz_like.losses.log_marginal (importance sampling)"
+        )
+
+    def sample_mean(self, x_dict=None):
+        return self.p.sample_mean(x_dict)
+
+    def sample_variance(self, x_dict=None):
+        return self.p.sample_variance(x_dict)
+
+    def _network_text(self) -> str:
+        return self.p._network_text()

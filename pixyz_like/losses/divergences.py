@@ -1,0 +1,90 @@
+r"""The Kullback-Leibler divergence :math:`D_{KL}[p\|q]`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..distributions.distributions import DistributionBase, _sum_features
+from ..distributions.joint import ReplaceVarDistribution
+from ..distributions.kl import kl_elementwise
+from ..errors import NotDefinedError, VariableMismatchError
+from .losses import Expectation, Loss
+
+__all__ = ["KullbackLeibler", "KL"]
+
+
+def _family(p):
+    """The parametric family under renaming views, with the name map to reach its inputs."""
+    rename: dict[str, str] = {}
+    while isinstance(p, ReplaceVarDistribution):
+        rename = {**{v: k for k, v in p._replace.items()}, **rename}
+        p = p.p
+    return p, rename
+
+
+class KullbackLeibler(Loss):
+    r"""The KL divergence :math:`D_{KL}[p\|q] = \mathbb{E}_{p}[\log p - \log q]`, one value per data point.
+
+    With ``analytical=True`` the closed form of the two families is used (summed over features, or
+    over ``dim``); with ``analytical=False`` it is a Monte Carlo estimate from ``sample_shape`` draws of
+    ``p``. The two distributions must be over the same variables.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> q = Normal(loc="x", scale=1., var=["z"], cond_var=["x"], name="q")
+    >>> prior = Normal(loc=0., scale=1., var=["z"], features_shape=[2], name="p_prior")
+    >>> kl = KullbackLeibler(q, prior)
+    >>> print(kl)
+    D_{KL} \left[q(z|x)||p_{prior}(z) \right]
+    >>> kl.eval({"x": torch.ones(1, 2)})
+    tensor([1.])
+    """
+
+    def __init__(self, p, q, dim: int | Sequence[int] | None = None, analytical: bool = True,
+                 sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
+        if set(p.var) != set(q.var):
+            raise VariableMismatchError(
+                f"KullbackLeibler: {p.prob_text} is over {p.var} but {q.prob_text} is over {q.var}; "
+                "a divergence compares distributions over the same variables"
+            )
+        super().__init__(p.input_var + q.input_var)
+        self.p = p
+        self.q = q
+        self.dim = dim
+        self.analytical = analytical
+        self.sample_shape = torch.Size(sample_shape)
+        if analytical:
+            fp, _ = _family(p)
+            fq, _ = _family(q)
+            if not (isinstance(fp, DistributionBase) and isinstance(fq, DistributionBase)):
+                raise NotDefinedError(
+                    f"KullbackLeibler({p.prob_text}, {q.prob_text}): the closed form needs two parametric "
+                    "families; use analytical=False for a Monte Carlo estimate"
+                )
+            self._mc = None
+        else:
+            self._mc = Expectation(p, p.log_prob() - q.log_prob(), sample_shape=self.sample_shape)
+
+    def _latex(self) -> str:
+        if self._mc is not None:
+            return self._mc._latex()
+        return f"D_{{KL}} \\left[{self.p.prob_text}||{self.q.prob_text} \\right]"
+
+    def _eval(self, x_dict, ctx):
+        if self._mc is not None:
+            return self._mc._eval(x_dict, ctx)
+        fp, rp = _family(self.p)
+        fq, rq = _family(self.q)
+        params_p = fp._get_params({rp.get(k, k): v for k, v in x_dict.items()} if rp else x_dict, ctx)
+        params_q = fq._get_params({rq.get(k, k): v for k, v in x_dict.items()} if rq else x_dict, ctx)
+        kl = kl_elementwise(fp, params_p, fq, params_q)
+        if self.dim is not None:
+            dims = (self.dim,) if isinstance(self.dim, int) else tuple(self.dim)
+            return kl.sum(dim=dims), {}
+        n_p, n_q = fp._n_feat(params_p), fq._n_feat(params_q)
+        n_feat = None if n_p is None and n_q is None else max(n for n in (n_p, n_q) if n is not None)
+        return _sum_features(kl, n_feat, True, None), {}
+
+
+KL = KullbackLeibler

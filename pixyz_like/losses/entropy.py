@@ -1,0 +1,68 @@
+r"""Entropy :math:`H[p]` and cross-entropy :math:`H[p\|q]`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .divergences import KullbackLeibler, _family
+from .losses import Expectation, Loss
+
+__all__ = ["Entropy", "CrossEntropy"]
+
+
+class Entropy(Loss):
+    r"""The entropy :math:`H[p] = -\mathbb{E}_p[\log p]`, one value per data point.
+
+    Closed form with ``analytical=True``; otherwise a Monte Carlo estimate from ``sample_shape`` draws.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(loc=0., scale=1., var=["x"], features_shape=[1])
+    >>> print(Entropy(p))
+    H \left[ {p(x)} \right]
+    >>> Entropy(p).eval()
+    tensor([1.4189])
+    """
+
+    def __init__(self, p, analytical: bool = True, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
+        super().__init__(p.input_var)
+        self.p = p
+        self.analytical = analytical
+        self._mc = None if analytical else -Expectation(p, p.log_prob(), sample_shape=sample_shape)
+
+    def _latex(self) -> str:
+        if self._mc is not None:
+            return self._mc._latex()
+        return f"H \\left[ {{{self.p.prob_text}}} \\right]"
+
+    @property
+    def _precedence(self) -> int:  # type: ignore[override]
+        return self._mc._precedence if self._mc is not None else super()._precedence
+
+    def _eval(self, x_dict, ctx):
+        if self._mc is not None:
+            return self._mc._eval(x_dict, ctx)
+        from ..distributions.distributions import _sum_features
+
+        fam, rename = _family(self.p)
+        params = fam._get_params({rename.get(k, k): v for k, v in x_dict.items()} if rename else x_dict, ctx)
+        return _sum_features(fam._entropy(params), fam._n_feat(params), True, None), {}
+
+
+def CrossEntropy(p, q, analytical: bool = False, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> Loss:
+    r"""The cross-entropy :math:`H[p\|q] = -\mathbb{E}_p[\log q]`.
+
+    Analytically :math:`H[p] + D_{KL}[p\|q]`; otherwise a Monte Carlo estimate from draws of ``p``.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(loc=0., scale=1., var=["x"], features_shape=[1], name="p")
+    >>> q = Normal(loc=1., scale=1., var=["x"], features_shape=[1], name="q")
+    >>> print(CrossEntropy(p, q, analytical=True))
+    H \left[ {p(x)} \right] + D_{KL} \left[p(x)||q(x) \right]
+    >>> print(CrossEntropy(p, q))
+    - \mathbb{E}_{p(x)} \left[\log q(x) \right]
+    """
+    if analytical:
+        return Entropy(p) + KullbackLeibler(p, q)
+    return -Expectation(p, q.log_prob(), sample_shape=sample_shape)

@@ -1,0 +1,5 @@
+"""Models: a loss, an optimizer and the distributions they train."""
+
+from .model import CheckpointError, Model
+
+__all__ = ["Model", "CheckpointError"]

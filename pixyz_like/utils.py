@@ -1,0 +1,121 @@
+"""Small helpers shared by distributions, losses and models: names, LaTeX, dicts and options."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sympy
+import torch
+
+__all__ = [
+    "tolist",
+    "convert_latex_name",
+    "print_latex",
+    "latex_to_tag",
+    "check_options",
+    "format_number",
+    "infer_batch_n",
+]
+
+
+def tolist(a: Any) -> list:
+    """Return ``a`` as a list: a string or other scalar becomes a one-element list."""
+    if a is None:
+        return []
+    if isinstance(a, str):
+        return [a]
+    if isinstance(a, Iterable):
+        return list(a)
+    return [a]
+
+
+def convert_latex_name(name: str) -> str:
+    r"""Return the LaTeX of a variable or distribution name, as sympy writes a symbol.
+
+    >>> convert_latex_name("p_prior"), convert_latex_name("alpha"), convert_latex_name("q1")
+    ('p_{prior}', '\\alpha', 'q_{1}')
+    >>> convert_latex_name("p_{prior}")
+    'p_{prior}'
+    """
+    return sympy.latex(sympy.Symbol(name))
+
+
+def format_number(value: Any) -> str:
+    """Print a number as written: integers without a decimal point, floats as Python writes them.
+
+    >>> format_number(2), format_number(2.5), format_number(torch.tensor(3))
+    ('2', '2.5', '3')
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            return "c"
+        value = value.item()
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def print_latex(obj: Any):
+    """Render a distribution, loss or model as LaTeX in a notebook (returns ``IPython.display.Math``)."""
+    from IPython.display import Math
+
+    if hasattr(obj, "prob_joint_factorized_and_text"):
+        text = obj.prob_joint_factorized_and_text
+    elif hasattr(obj, "loss_text"):
+        text = obj.loss_text
+    elif hasattr(obj, "loss_cls"):
+        text = obj.loss_cls.loss_text
+    else:
+        raise TypeError(f"print_latex expects a Distribution, Loss or Model, got {type(obj).__name__}")
+    return Math(text)
+
+
+_TAG_REPLACEMENTS = [
+    (r"\\left|\\right", ""),
+    (r"\\mathbb\{E\}", "E"),
+    (r"\\log ", "log "),
+    (r"D_\{KL\}", "KL"),
+    (r"\\", ""),
+    (r"[{}]", ""),
+    (r"\s+", " "),
+    (r"\s*([\[\]|,])\s*", r"\1"),
+]
+
+
+def latex_to_tag(text: str) -> str:
+    r"""Turn a LaTeX formula into a short plain-text tag for logs (TensorBoard, progress bars).
+
+    >>> latex_to_tag(r"D_{KL} \left[q(z|x)||p_{prior}(z) \right]")
+    'KL[q(z|x)||p_prior(z)]'
+    """
+    for pattern, repl in _TAG_REPLACEMENTS:
+        text = re.sub(pattern, repl, text)
+    return text.strip()
+
+
+def check_options(where: str, options: Mapping[str, Any], valid: Iterable[str]) -> None:
+    """Refuse unknown option keywords with a ``TypeError`` that lists the valid ones.
+
+    Pixyz silently ignored unknown options (``model.train(batch_size=128)`` trained on one sample);
+    here a misspelt or misplaced option always fails loudly.
+    """
+    valid = sorted(set(valid))
+    unknown = sorted(k for k in options if k not in valid)
+    if unknown:
+        listed = ", ".join(valid) if valid else "none"
+        raise TypeError(f"{where} got unknown option(s) {unknown}; valid options: {listed}")
+
+
+def infer_batch_n(x_dict: Mapping[str, Any], names: Iterable[str]) -> int | None:
+    """Return the leading (batch) size of the first tensor among ``names`` in ``x_dict``, if any."""
+    for name in names:
+        value = x_dict.get(name)
+        if isinstance(value, torch.Tensor) and value.ndim > 0:
+            return value.shape[0]
+    return None
