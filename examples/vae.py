@@ -1,0 +1,159 @@
+"""The quick-start VAE on MNIST (Kingma & Welling, 2014), written the Pixyz way.
+
+    q(z|x) = N(z; mu(x), diag sigma^2(x)),  p(x|z) = Bernoulli(x; pi(z)),  p(z) = N(0, I)
+    loss = mean( KL[q(z|x) || p(z)] - E_q(z|x)[log p(x|z)] )
+
+Grey levels in [0, 1] are used as Bernoulli targets, as in Pixyz's notebooks. Logs train/test loss and
+each term of the loss to TensorBoard (tensorboardX) under ``--out``, and writes sample and
+reconstruction grids as PNG there.
+
+    python examples/vae.py --epochs 10 --data-dir ../shared/data/mnist/raw
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+from torch import nn, optim
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from pixyz_like.datasets import load_mnist
+from pixyz_like.distributions import Bernoulli, Normal
+from pixyz_like.losses import Expectation as E
+from pixyz_like.losses import KullbackLeibler, LogProb
+from pixyz_like.models import Model
+
+X_DIM, Z_DIM, HIDDEN = 784, 64, 512
+
+
+class Inference(Normal):
+    """q(z|x): a two-layer MLP giving the mean and standard deviation of z."""
+
+    def __init__(self) -> None:
+        super().__init__(var=["z"], cond_var=["x"], name="q")
+        self.fc1 = nn.Linear(X_DIM, HIDDEN)
+        self.fc2 = nn.Linear(HIDDEN, HIDDEN)
+        self.fc31 = nn.Linear(HIDDEN, Z_DIM)
+        self.fc32 = nn.Linear(HIDDEN, Z_DIM)
+
+    def forward(self, x):
+        h = F.relu(self.fc2(F.relu(self.fc1(x))))
+        return {"loc": self.fc31(h), "scale": F.softplus(self.fc32(h))}
+
+
+class Generator(Bernoulli):
+    """p(x|z): a two-layer MLP giving the pixel probabilities."""
+
+    def __init__(self) -> None:
+        super().__init__(var=["x"], cond_var=["z"], name="p")
+        self.fc1 = nn.Linear(Z_DIM, HIDDEN)
+        self.fc2 = nn.Linear(HIDDEN, HIDDEN)
+        self.fc3 = nn.Linear(HIDDEN, X_DIM)
+
+    def forward(self, z):
+        h = F.relu(self.fc2(F.relu(self.fc1(z))))
+        return {"probs": torch.sigmoid(self.fc3(h))}
+
+
+def build(device: str = "cpu", lr: float = 1e-3):
+    """The distributions, the loss and the Model of the quick start."""
+    p, q = Generator(), Inference()
+    prior = Normal(loc=torch.tensor(0.0), scale=torch.tensor(1.0), var=["z"], features_shape=[Z_DIM],
+                   name="p_{prior}")
+    loss = (KullbackLeibler(q, prior) - E(q, LogProb(p))).mean()
+    model = Model(loss, distributions=[p, q], optimizer=optim.Adam, optimizer_params={"lr": lr}, device=device)
+    return p, q, prior, loss, model
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--data-dir", default=None, help="folder of MNIST IDX files (gzipped or not), or "
+                        "torchvision's root; default: download to ~/.cache/pixyz_like/data")
+    parser.add_argument("--out", default="runs/vae", help="TensorBoard logs and PNG figures go here")
+    parser.add_argument("--smoke", action="store_true", help="a few steps on small random data (for tests)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
+    return parser.parse_args(argv)
+
+
+def data_loaders(args):
+    if args.smoke:
+        g = torch.Generator().manual_seed(args.seed)
+        train = TensorDataset(torch.rand(256, X_DIM, generator=g).round(), torch.zeros(256, dtype=torch.long))
+        test = TensorDataset(torch.rand(64, X_DIM, generator=g).round(), torch.zeros(64, dtype=torch.long))
+    else:
+        train, test = load_mnist(args.data_dir)
+    g = torch.Generator().manual_seed(args.seed)
+    return (DataLoader(train, batch_size=args.batch_size, shuffle=True, generator=g),
+            DataLoader(test, batch_size=args.batch_size, shuffle=False))
+
+
+def main(argv=None) -> dict:
+    """Train; returns the history ``{"train": [...], "test": [...]}`` of per-epoch losses."""
+    args = parse_args(argv)
+    if args.smoke:
+        args.epochs = min(args.epochs, 2)
+    torch.manual_seed(args.seed)
+    from tensorboardX import SummaryWriter
+    from torchvision.utils import save_image
+    from tqdm import tqdm
+
+    train_loader, test_loader = data_loaders(args)
+    p, q, prior, loss, model = build(args.device, args.lr)
+    print("Loss:", loss)
+    print(model)
+    os.makedirs(args.out, exist_ok=True)
+    writer = SummaryWriter(args.out)
+    z_fixed = torch.randn(64, Z_DIM, device=args.device)
+    x_fixed = next(iter(test_loader))[0][:32].to(args.device)
+    history: dict[str, list[float]] = {"train": [], "test": []}
+    step = 0
+    for epoch in range(1, args.epochs + 1):
+        total, n = 0.0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch}", disable=args.no_progress, file=sys.stdout)
+        for x, _ in bar:
+            value, terms = model.train({"x": x}, return_terms=True)
+            step += 1
+            total += value.item() * len(x)
+            n += len(x)
+            writer.add_scalar("train/loss", value.item(), step)
+            for tag, v in terms.items():
+                writer.add_scalar(f"train/{tag}", v.item(), step)
+            bar.set_postfix(loss=f"{value.item():.2f}")
+        train_loss = total / n
+        total, n = 0.0, 0
+        test_terms: dict[str, float] = {}
+        for x, _ in test_loader:
+            value, terms = model.test({"x": x}, return_terms=True)
+            total += value.item() * len(x)
+            n += len(x)
+            for tag, v in terms.items():
+                test_terms[tag] = test_terms.get(tag, 0.0) + v.item() * len(x)
+        test_loss = total / n
+        writer.add_scalar("test/loss", test_loss, epoch)
+        for tag, v in test_terms.items():
+            writer.add_scalar(f"test/{tag}", v / n, epoch)
+        history["train"].append(train_loss)
+        history["test"].append(test_loss)
+        print(f"Epoch {epoch}: train loss {train_loss:.4f}, test loss {test_loss:.4f}")
+        with torch.no_grad():
+            samples = p.sample_mean({"z": z_fixed}).reshape(-1, 1, 28, 28)
+            z = q.sample({"x": x_fixed}, sample_mean=True)["z"]
+            recon = p.sample_mean({"z": z}).reshape(-1, 1, 28, 28)
+        save_image(samples.cpu(), os.path.join(args.out, f"samples_epoch{epoch}.png"), nrow=8)
+        save_image(torch.cat([x_fixed.reshape(-1, 1, 28, 28), recon]).cpu(),
+                   os.path.join(args.out, f"reconstruction_epoch{epoch}.png"), nrow=8)
+    writer.close()
+    return history
+
+
+if __name__ == "__main__":
+    main()
