@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -54,7 +55,8 @@ class Model:
         test_loss: the loss ``test`` reports (defaults to ``loss``).
         distributions: the distributions (or any ``nn.Module``) whose parameters are trained.
         optimizer: an optimizer class; ``optimizer_params`` are its keyword arguments.
-        clip_grad_norm / clip_grad_value: gradient clipping applied before each step.
+        clip_grad_norm: clip the gradients' total norm to this value before each step.
+        clip_grad_value: clip each gradient element to ``[-value, value]`` before each step.
         retain_graph: passed to ``backward``.
         device: where the distributions live; each batch is moved there.
 
@@ -213,7 +215,7 @@ class Model:
         map_location = self.device if self.device is not None else "cpu"
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
-        except (RuntimeError, EOFError, OSError) as e:
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
             if isinstance(e, FileNotFoundError):
                 raise
             raise CheckpointError(f"Model.load(): {path} is not a readable checkpoint: {e}") from e
