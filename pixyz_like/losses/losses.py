@@ -308,7 +308,16 @@ class Parameter(Loss):
 
 
 class ConstantVar(Loss):
-    """A loss with some of its variables fixed to given constants; prints as the loss itself."""
+    """A loss with some of its variables fixed to given constants; prints as the loss itself.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(loc="mu", scale=1., var=["x"], cond_var=["mu"])
+    >>> loss = ConstantVar(p.log_prob(), {"mu": torch.zeros(1, 1)})
+    >>> loss.input_var
+    ['x']
+    >>> loss.eval({"x": torch.zeros(1, 1)})
+    tensor([-0.9189])
+    """
 
     _is_term = False
 
@@ -349,6 +358,14 @@ class _Binary(Loss):
 
 
 class AddLoss(_Binary):
+    """The sum ``a + b`` of two losses (or a loss and a number), written by ``loss1 + loss2``.
+
+    >>> a, b = ValueLoss(2), Parameter("beta")
+    >>> print(a + b), (a + b).eval({"beta": 0.5})
+    2 + \\beta
+    (None, tensor(2.5000))
+    """
+
     _precedence = _ADD
 
     def _latex(self) -> str:
@@ -363,6 +380,13 @@ class AddLoss(_Binary):
 
 
 class SubLoss(_Binary):
+    """The difference ``a - b``, written by ``loss1 - loss2``.
+
+    >>> print(ValueLoss(2) - Parameter("beta")), (ValueLoss(2) - Parameter("beta")).eval({"beta": 0.5})
+    2 - \\beta
+    (None, tensor(1.5000))
+    """
+
     _precedence = _ADD
 
     def _latex(self) -> str:
@@ -374,6 +398,14 @@ class SubLoss(_Binary):
 
 
 class MulLoss(_Binary):
+    """The product ``a b``, written by ``loss1 * loss2``; a constant factor is printed first.
+
+    >>> loss = Parameter("beta") * 3
+    >>> print(loss), loss.eval({"beta": 0.5})
+    3 \\beta
+    (None, tensor(1.5000))
+    """
+
     _precedence = _MUL
 
     def _latex(self) -> str:
@@ -388,6 +420,14 @@ class MulLoss(_Binary):
 
 
 class DivLoss(_Binary):
+    """The quotient ``a / b``, written by ``loss1 / loss2``; prints as a fraction.
+
+    >>> loss = Parameter("beta") / 2
+    >>> print(loss), loss.eval({"beta": 0.5})
+    \\frac{\\beta}{2}
+    (None, tensor(0.2500))
+    """
+
     _precedence = _ATOM
 
     def _latex(self) -> str:
@@ -399,7 +439,13 @@ class DivLoss(_Binary):
 
 
 class MinLoss(_Binary):
-    r"""Elementwise minimum, ``min(a, b)``."""
+    r"""Elementwise minimum, ``min(a, b)``.
+
+    >>> loss = MinLoss(Parameter("a"), ValueLoss(1))
+    >>> print(loss), loss.eval({"a": torch.tensor([0.5, 2.0])})
+    min \left(a, 1\right)
+    (None, tensor([0.5000, 1.0000]))
+    """
 
     _is_term = True
 
@@ -412,7 +458,13 @@ class MinLoss(_Binary):
 
 
 class MaxLoss(_Binary):
-    r"""Elementwise maximum, ``max(a, b)``."""
+    r"""Elementwise maximum, ``max(a, b)``.
+
+    >>> loss = MaxLoss(Parameter("a"), ValueLoss(1))
+    >>> print(loss), loss.eval({"a": torch.tensor([0.5, 2.0])})
+    max \left(a, 1\right)
+    (None, tensor([1., 2.]))
+    """
 
     _is_term = True
 
@@ -437,6 +489,13 @@ class _Unary(Loss):
 
 
 class NegLoss(_Unary):
+    """The negation ``-a``, written by ``-loss``.
+
+    >>> print(-Parameter("beta")), (-Parameter("beta")).eval({"beta": 0.5})
+    - \\beta
+    (None, tensor(-0.5000))
+    """
+
     _precedence = _NEG
 
     def _latex(self) -> str:
@@ -448,6 +507,14 @@ class NegLoss(_Unary):
 
 
 class AbsLoss(_Unary):
+    """The elementwise absolute value ``|a|``, written by ``loss.abs()``.
+
+    >>> loss = Parameter("a").abs()
+    >>> print(loss), loss.eval({"a": torch.tensor([-1.0, 2.0])})
+    |a|
+    (None, tensor([1., 2.]))
+    """
+
     def _latex(self) -> str:
         return f"|{self.loss1._latex()}|"
 
@@ -457,6 +524,14 @@ class AbsLoss(_Unary):
 
 
 class BatchMean(_Unary):
+    r"""The mean over every dimension (the batch, usually), written by ``loss.mean()``.
+
+    >>> loss = Parameter("a").mean()
+    >>> print(loss), loss.eval({"a": torch.tensor([1.0, 2.0])})
+    mean \left(a \right)
+    (None, tensor(1.5000))
+    """
+
     def _latex(self) -> str:
         return f"mean \\left({self.loss1._latex()} \\right)"
 
@@ -466,6 +541,14 @@ class BatchMean(_Unary):
 
 
 class BatchSum(_Unary):
+    r"""The sum over every dimension (the batch, usually), written by ``loss.sum()``.
+
+    >>> loss = Parameter("a").sum()
+    >>> print(loss), loss.eval({"a": torch.tensor([1.0, 2.0])})
+    sum \left(a \right)
+    (None, tensor(3.))
+    """
+
     def _latex(self) -> str:
         return f"sum \\left({self.loss1._latex()} \\right)"
 
@@ -475,6 +558,13 @@ class BatchSum(_Unary):
 
 
 class DetachLoss(_Unary):
+    """The same value cut from the autograd graph, written by ``loss.detach()``.
+
+    >>> a = torch.tensor([1.0], requires_grad=True)
+    >>> Parameter("a").detach().eval({"a": a}).requires_grad
+    False
+    """
+
     def _latex(self) -> str:
         return f"detach \\left({self.loss1._latex()} \\right)"
 
