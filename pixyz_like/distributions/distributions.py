@@ -603,12 +603,14 @@ class DistributionBase(Distribution):
     def sample_mean(self, x_dict=None):
         x_dict = self._as_dict(x_dict, "sample_mean")
         self._require(x_dict, self.input_var, "sample_mean")
-        return self._mean(self._get_params(x_dict, None))
+        params = self._get_params(x_dict, None)
+        return self._mean(params).expand(self._batch_shape(params, None))
 
     def sample_variance(self, x_dict=None):
         x_dict = self._as_dict(x_dict, "sample_variance")
         self._require(x_dict, self.input_var, "sample_variance")
-        return self._variance(self._get_params(x_dict, None))
+        params = self._get_params(x_dict, None)
+        return self._variance(params).expand(self._batch_shape(params, None))
 
     def extra_repr(self) -> str:
         text = super().extra_repr()

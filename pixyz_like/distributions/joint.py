@@ -147,11 +147,39 @@ class MultiplyDistribution(Distribution):
                 f"{self._owner()}: a joint's log-density is a sum over factors with different features; "
                 "use sum_features=True, or score each factor separately"
             )
+        sample_shape, batch = self._value_sample_shape(x_dict)
+        n = sample_shape.numel() if len(sample_shape) else 1
+        if n > 1 or len(sample_shape):
+            # Values carry sample dims (e.g. from sample(sample_shape=...)): fold them into the batch
+            # so networks see (n * batch, ...) rows, then restore sample_shape + (batch,).
+            work = {}
+            for k, v in x_dict.items():
+                if isinstance(v, torch.Tensor) and v.shape[: len(sample_shape) + 1] == sample_shape + (batch,):
+                    v = v.reshape(n * batch, *v.shape[len(sample_shape) + 1 :])
+                elif isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch:
+                    v = _fold(v, n)
+                work[k] = v
+            x_dict = work
         total = None
         for f in self._factors:
             lp = f._log_prob(x_dict, ctx, sum_features, feature_dims)
             total = lp if total is None else total + lp
+        if n > 1 or len(sample_shape):
+            total = total.reshape(*sample_shape, batch, *total.shape[1:])
         return total
+
+    def _value_sample_shape(self, x_dict) -> tuple[torch.Size, int]:
+        """Sample dims of the given values, read off a factor whose feature shape is known."""
+        for f in self._factors:
+            fs = getattr(f, "_features_shape", torch.Size())
+            if not len(fs) or not hasattr(f, "event_ndim"):
+                continue
+            v = x_dict[f.var[0]]
+            lead = v.ndim - len(fs) - f.event_ndim
+            if lead >= 2:
+                return v.shape[: lead - 1], v.shape[lead - 1]
+            return torch.Size(), 0
+        return torch.Size(), 0
 
     def _last_single_var_factor(self, action: str) -> Distribution:
         last = self._factors[-1]

@@ -15,6 +15,7 @@ from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 
 from ..distributions.distributions import Distribution
 from ..errors import PixyzLikeError, ShapeError
+from ..losses.losses import Loss
 from ..utils import check_options, tolist
 
 __all__ = ["Model", "CheckpointError"]
@@ -145,7 +146,19 @@ class Model:
         x_dict = self._to_device(train_x_dict)
         self.distributions.train()
         self.optimizer.zero_grad(set_to_none=True)
-        result = self.loss_cls.eval(x_dict, return_terms=return_terms, **options)
+        loss, terms = self._train_loss(x_dict, options, return_terms)
+        loss.backward(retain_graph=self.retain_graph)
+        self._clip_gradients()
+        self.optimizer.step()
+        loss = loss.detach()
+        return (loss, terms) if return_terms else loss
+
+    def _train_loss(self, x_dict: dict[str, Any], options: Mapping[str, Any], return_terms: bool, loss_fn=None):
+        """Evaluate the training loss (through ``loss_fn``, e.g. a compiled one, if given); check it is a scalar."""
+        if loss_fn is None:
+            result = self.loss_cls.eval(x_dict, return_terms=return_terms, **options)
+        else:
+            result = loss_fn(x_dict)
         loss, terms = result if return_terms else (result, None)
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
@@ -153,14 +166,13 @@ class Model:
                 f"Model.train(): the loss {self.loss_cls} evaluated to shape {shape}; a training loss must be "
                 "a scalar: end the formula with .mean() or .sum()"
             )
-        loss.backward(retain_graph=self.retain_graph)
+        return loss, terms
+
+    def _clip_gradients(self) -> None:
         if self.clip_norm:
             clip_grad_norm_(self.distributions.parameters(), self.clip_norm)
         if self.clip_value:
             clip_grad_value_(self.distributions.parameters(), self.clip_value)
-        self.optimizer.step()
-        loss = loss.detach()
-        return (loss, terms) if return_terms else loss
 
     def test(self, test_x_dict: Mapping[str, Any] | None = None, **options: Any):
         """Evaluate the test loss without gradients, networks in eval mode; returns it detached."""
@@ -176,35 +188,107 @@ class Model:
         return result
 
     # ------------------------------------------------------------------ checkpoints
+    def _named_optimizers(self) -> dict[str, optim.Optimizer]:
+        """Every optimizer the model steps: ``self.optimizer``, others a subclass keeps as attributes
+        (e.g. a critic's ``d_optimizer``) and those kept by losses (e.g. an adversarial loss's)."""
+        found: dict[str, optim.Optimizer] = {}
+        seen: set[int] = set()
+
+        def add(name: str, obj: Any) -> None:
+            if isinstance(obj, optim.Optimizer) and id(obj) not in seen:
+                seen.add(id(obj))
+                found[name] = obj
+
+        add("optimizer", self.optimizer)
+        for name, obj in sorted(vars(self).items()):
+            add(name, obj)
+        for prefix, loss in (("loss", self.loss_cls), ("test_loss", self.test_loss_cls)):
+            for mname, module in loss.named_modules():
+                for name, obj in sorted(vars(module).items()):
+                    add(".".join(filter(None, [prefix, mname, name])), obj)
+        return found
+
+    def _extra_modules(self) -> dict[str, nn.Module]:
+        """Networks with state that the losses hold besides ``self.distributions`` (e.g. a critic)."""
+        own = {id(m) for m in self.distributions.modules()}
+        found: dict[str, nn.Module] = {}
+        for name, obj in sorted(vars(self).items()):
+            if isinstance(obj, nn.Module) and name not in ("distributions", "loss_cls", "test_loss_cls"):
+                if id(obj) not in own and (any(True for _ in obj.parameters()) or any(True for _ in obj.buffers())):
+                    own.update(id(m) for m in obj.modules())
+                    found[name] = obj
+        for prefix, loss in (("loss", self.loss_cls), ("test_loss", self.test_loss_cls)):
+            for mname, module in loss.named_modules():
+                # A module that is not part of the formula's algebra (not a Loss) and not trained
+                # through self.distributions: a discriminator, a fixed network with buffers...
+                if isinstance(module, Loss) or id(module) in own:
+                    continue
+                own.update(id(m) for m in module.modules())
+                if module.state_dict():
+                    found[f"{prefix}.{mname}"] = module
+        return found
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: the distributions' and the optimizer's state."""
+        """Everything needed to resume: the state of the distributions, of every optimizer (the
+        model's and any a subclass or a loss keeps, e.g. a critic's) and of other networks the losses
+        hold (e.g. a discriminator)."""
+        optimizers = self._named_optimizers()
         return {
             "format": _CHECKPOINT_FORMAT,
             "distributions": self.distributions.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items() if k != "optimizer"},
+            "modules": {k: m.state_dict() for k, m in self._extra_modules().items()},
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if not isinstance(state, Mapping) or state.get("format") != _CHECKPOINT_FORMAT:
-            raise CheckpointError("Model.load(): not a pixyz_like Model checkpoint")
-        own = self.distributions.state_dict()
-        theirs = state["distributions"]
+    @staticmethod
+    def _mismatch(what: str, own: Mapping[str, Any], theirs: Mapping[str, Any]) -> str | None:
         missing = sorted(set(own) - set(theirs))
         unexpected = sorted(set(theirs) - set(own))
-        shapes = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
-        if missing or unexpected or shapes:
-            detail = []
-            if missing:
-                detail.append(f"missing {missing[:5]}")
-            if unexpected:
-                detail.append(f"unexpected {unexpected[:5]}")
-            if shapes:
-                detail.append(
-                    "shape mismatch " + ", ".join(f"{k}: {tuple(theirs[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:5])
-                )
-            raise CheckpointError("Model.load(): the checkpoint belongs to another model (" + "; ".join(detail) + ")")
-        self.distributions.load_state_dict(theirs)
-        self.optimizer.load_state_dict(state["optimizer"])
+        shapes = sorted(
+            k for k in set(own) & set(theirs)
+            if isinstance(own[k], torch.Tensor) and isinstance(theirs[k], torch.Tensor) and own[k].shape != theirs[k].shape
+        )
+        detail = []
+        if missing:
+            detail.append(f"missing {missing[:5]}")
+        if unexpected:
+            detail.append(f"unexpected {unexpected[:5]}")
+        if shapes:
+            detail.append(
+                "shape mismatch " + ", ".join(f"{k}: {tuple(theirs[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:5])
+            )
+        return f"{what}: " + "; ".join(detail) if detail else None
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load a state from :meth:`state_dict`; raise :class:`CheckpointError` if it is another model's."""
+        if not isinstance(state, Mapping) or state.get("format") != _CHECKPOINT_FORMAT:
+            raise CheckpointError("Model.load(): not a pixyz_like Model checkpoint")
+        modules = self._extra_modules()
+        optimizers = self._named_optimizers()
+        saved_modules = state.get("modules", {})
+        saved_optimizers = {"optimizer": state["optimizer"], **state.get("optimizers", {})}
+        problems = [self._mismatch("distributions", self.distributions.state_dict(), state["distributions"])]
+        problems.append(self._mismatch("networks held by the losses", {k: 0 for k in modules}, saved_modules))
+        problems += [self._mismatch(f"network {k}", m.state_dict(), saved_modules[k])
+                     for k, m in modules.items() if k in saved_modules]
+        problems.append(self._mismatch("optimizers", {k: 0 for k in optimizers}, saved_optimizers))
+        for k, o in optimizers.items():
+            if k in saved_optimizers:
+                ours = [len(g["params"]) for g in o.state_dict()["param_groups"]]
+                theirs = [len(g["params"]) for g in saved_optimizers[k]["param_groups"]]
+                if ours != theirs:
+                    problems.append(f"optimizer {k}: parameter groups of sizes {theirs} vs {ours}")
+        problems = [p for p in problems if p]
+        if problems:
+            raise CheckpointError(
+                f"Model.load(): the checkpoint belongs to another model ({type(self).__name__}): " + " | ".join(problems)
+            )
+        self.distributions.load_state_dict(state["distributions"])
+        for k, m in modules.items():
+            m.load_state_dict(saved_modules[k])
+        for k, o in optimizers.items():
+            o.load_state_dict(saved_optimizers[k])
 
     def save(self, path: str | os.PathLike) -> None:
         """Save the distributions' and optimizer's state to ``path`` (atomically)."""
