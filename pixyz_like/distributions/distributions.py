@@ -375,6 +375,24 @@ class DistributionBase(Distribution):
     equivalent :mod:`torch.distributions` object (the fallback for anything not written out).
     ``event_ndim`` is the number of trailing parameter dimensions that form one event (1 for
     Categorical, whose last dimension enumerates the categories).
+
+    A network-parameterised family is a subclass whose ``forward`` takes the conditioning variables
+    by name and returns the parameters:
+
+    >>> from torch import nn
+    >>> from pixyz_like.distributions import Normal
+    >>> class Encoder(Normal):
+    ...     def __init__(self):
+    ...         super().__init__(var=["z"], cond_var=["x"], name="q")
+    ...         self.fc = nn.Linear(3, 4)
+    ...     def forward(self, x):
+    ...         h = self.fc(x)
+    ...         return {"loc": h[:, :2], "scale": nn.functional.softplus(h[:, 2:])}
+    >>> q = Encoder()
+    >>> q.sample({"x": torch.zeros(5, 3)})["z"].shape
+    torch.Size([5, 2])
+    >>> sorted(q.get_params({"x": torch.zeros(5, 3)}))
+    ['loc', 'scale']
     """
 
     params_keys: tuple[str, ...] = ()

@@ -36,7 +36,16 @@ class LogProb(Loss):
 
 
 class Prob(LogProb):
-    r"""The density :math:`p(x|z)` (``exp`` of :class:`LogProb`)."""
+    r"""The density :math:`p(x|z)` (``exp`` of :class:`LogProb`).
+
+    >>> import torch
+    >>> from pixyz_like.distributions import Bernoulli
+    >>> p = Bernoulli(probs=torch.tensor([0.2, 0.9]), var=["x"])
+    >>> print(Prob(p))
+    p(x)
+    >>> Prob(p).eval({"x": torch.tensor([[0., 1.]])})  # 0.8 * 0.9
+    tensor([0.7200])
+    """
 
     def _latex(self) -> str:
         return self.p.prob_text
