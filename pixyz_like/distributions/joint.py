@@ -208,7 +208,19 @@ class MultiplyDistribution(Distribution):
 
 
 class ReplaceVarDistribution(Distribution):
-    """A view of an atomic distribution with some variables renamed; it shares the networks."""
+    """A view of an atomic distribution with some variables renamed; it shares the networks.
+
+    Made by :meth:`Distribution.replace_var`: ``p.replace_var(z="y")`` reads ``y`` wherever ``p``
+    read ``z``. The parameters are those of ``p`` (training one trains the other).
+
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+    >>> p_y = p.replace_var(z="y")
+    >>> print(p_y.prob_text)
+    p(x|y)
+    >>> p_y.get_log_prob({"x": torch.zeros(1, 1), "y": torch.zeros(1, 1)})
+    tensor([-0.9189])
+    """
 
     def __init__(self, p: Distribution, replace_dict: Mapping[str, str], _check: bool = True) -> None:
         if _check:
@@ -286,6 +298,15 @@ class MarginalizeVarDistribution(Distribution):
 
     Sampling draws the joint and drops the marginalised variables. The log-density has no closed form;
     estimate it with :func:`pixyz_like.losses.log_marginal` (importance sampling).
+
+    >>> from pixyz_like.distributions import Normal
+    >>> prior = Normal(loc=0., scale=1., var=["z"], features_shape=[2], name="p_prior")
+    >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+    >>> p_x = (p * prior).marginalize_var("z")
+    >>> print(p_x.prob_joint_factorized_and_text)
+    p(x) = \int p(x|z)p_{prior}(z)dz
+    >>> sorted(p_x.sample(batch_n=4))
+    ['x']
     """
 
     def __init__(self, p: Distribution, marginalize_list: Sequence[str] | str) -> None:
