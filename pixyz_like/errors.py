@@ -20,38 +20,104 @@ __all__ = [
 
 
 class PixyzLikeError(Exception):
-    """Base class of every error raised by pixyz_like on bad input."""
+    """Base class of every error raised by pixyz_like on bad input.
+
+    Catch it to handle any of them; each also derives from the matching built-in exception
+    (``KeyError``, ``ValueError``, ``NotImplementedError``), so older ``except`` clauses still work.
+
+    >>> issubclass(ShapeError, PixyzLikeError) and issubclass(ShapeError, ValueError)
+    True
+    """
 
 
 class MissingVariableError(PixyzLikeError, KeyError):
-    """A variable a distribution or loss needs is absent from the input dict."""
+    """A variable a distribution or loss needs is absent from the input dict.
+
+    >>> import torch
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+    >>> p.sample({"y": torch.zeros(1, 1)})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.MissingVariableError: p(x|z) (Normal): sample needs variable ['z'], but the input ...
+    """
 
     def __str__(self) -> str:  # KeyError would quote the message; show it plainly.
         return str(self.args[0]) if self.args else ""
 
 
 class ParameterError(PixyzLikeError, ValueError):
-    """A distribution's ``forward`` returned parameters other than the family's."""
+    """A distribution's ``forward`` returned parameters other than the family's.
+
+    >>> import torch
+    >>> from pixyz_like.distributions import Normal
+    >>> class Bad(Normal):
+    ...     def forward(self, z):
+    ...         return {"mean": z, "scale": torch.ones_like(z)}
+    >>> Bad(var=["x"], cond_var=["z"]).sample({"z": torch.zeros(1, 1)})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.ParameterError: p(x|z) (Bad): the parameters are ['mean', 'scale'], but a Normal ...
+    """
 
 
 class ShapeError(PixyzLikeError, ValueError):
-    """Tensors whose shapes do not fit the distribution, network or flow they are given to."""
+    """Tensors whose shapes do not fit the distribution, network or flow they are given to.
+
+    >>> import torch
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(loc=torch.zeros(3), scale=1., var=["x"])
+    >>> p.get_log_prob({"x": torch.zeros(2, 4)})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.ShapeError: p(x) (Normal): variable 'x' has shape (2, 4), but the parameters have ...
+    """
 
 
 class GraphError(PixyzLikeError, ValueError):
-    """A product of distributions that is not a valid directed acyclic graph."""
+    """A product of distributions that is not a valid directed acyclic graph.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> a = Normal(loc="y", scale=1., var=["x"], cond_var=["y"])
+    >>> b = Normal(loc="x", scale=1., var=["y"], cond_var=["x"])
+    >>> a * b
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.GraphError: cannot multiply: the factors form a cycle (p(x|y) -> p(y|x) -> p(x|y))
+    """
 
 
 class VariableMismatchError(PixyzLikeError, ValueError):
-    """Two distributions compared (e.g. by a KL divergence) are over different variables."""
+    """Two distributions compared (e.g. by a KL divergence) are over different variables.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> from pixyz_like.losses import KullbackLeibler
+    >>> pz, px = Normal(loc=0., scale=1., var=["z"]), Normal(loc=0., scale=1., var=["x"])
+    >>> KullbackLeibler(pz, px)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.VariableMismatchError: KullbackLeibler: p(z) is over ['z'] but p(x) is over ['x']; ...
+    """
 
 
 class NotDefinedError(PixyzLikeError, NotImplementedError):
-    """The quantity asked for is not defined for this distribution (e.g. log-density of a Deterministic)."""
+    """The quantity asked for is not defined for this distribution (e.g. log-density of a Deterministic).
+
+    >>> import torch
+    >>> from pixyz_like.distributions import Bernoulli
+    >>> Bernoulli(probs=0.5, var=["x"]).sample(reparam=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.NotDefinedError: p(x) (Bernoulli): Bernoulli has no reparameterised sampler; ...
+    """
 
 
 def missing_variable_error(owner: str, action: str, missing, given) -> MissingVariableError:
-    """The one message format for a variable absent from an input dict."""
+    """The one message format for a variable absent from an input dict.
+
+    >>> print(missing_variable_error("q(z|x) (Normal)", "sample", ["x"], {"y": 0}))
+    q(z|x) (Normal): sample needs variable ['x'], but the input dict has ['y']
+    """
     missing = list(missing)
     noun = "variable" if len(missing) == 1 else "variables"
     return MissingVariableError(
