@@ -21,7 +21,11 @@ __all__ = [
 
 
 def tolist(a: Any) -> list:
-    """Return ``a`` as a list: a string or other scalar becomes a one-element list."""
+    """Return ``a`` as a list: a string or other scalar becomes a one-element list.
+
+    >>> tolist("x"), tolist(("x", "z")), tolist(None)
+    (['x'], ['x', 'z'], [])
+    """
     if a is None:
         return []
     if isinstance(a, str):
@@ -62,7 +66,15 @@ def format_number(value: Any) -> str:
 
 
 def print_latex(obj: Any):
-    """Render a distribution, loss or model as LaTeX in a notebook (returns ``IPython.display.Math``)."""
+    """Render a distribution, loss or model as LaTeX in a notebook (returns ``IPython.display.Math``).
+
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+    >>> print_latex(p).data
+    'p(x|z)'
+    >>> print(print_latex(p.log_prob()).data)
+    \\log p(x|z)
+    """
     from IPython.display import Math
 
     if hasattr(obj, "prob_joint_factorized_and_text"):
@@ -104,6 +116,11 @@ def check_options(where: str, options: Mapping[str, Any], valid: Iterable[str]) 
 
     Pixyz silently ignored unknown options (``model.train(batch_size=128)`` trained on one sample);
     here a misspelt or misplaced option always fails loudly.
+
+    >>> check_options("Model.train()", {"batch_size": 128}, ["return_terms"])
+    Traceback (most recent call last):
+    ...
+    TypeError: Model.train() got unknown option(s) ['batch_size']; valid options: return_terms
     """
     valid = sorted(set(valid))
     unknown = sorted(k for k in options if k not in valid)
@@ -113,7 +130,11 @@ def check_options(where: str, options: Mapping[str, Any], valid: Iterable[str]) 
 
 
 def infer_batch_n(x_dict: Mapping[str, Any], names: Iterable[str]) -> int | None:
-    """Return the leading (batch) size of the first tensor among ``names`` in ``x_dict``, if any."""
+    """Return the leading (batch) size of the first tensor among ``names`` in ``x_dict``, if any.
+
+    >>> infer_batch_n({"x": torch.zeros(5, 3), "beta": 0.5}, ["beta", "x"]), infer_batch_n({}, ["x"])
+    (5, None)
+    """
     for name in names:
         value = x_dict.get(name)
         if isinstance(value, torch.Tensor) and value.ndim > 0:

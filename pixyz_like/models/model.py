@@ -24,7 +24,15 @@ _CHECKPOINT_FORMAT = "pixyz_like.Model/1"
 
 
 class CheckpointError(PixyzLikeError, ValueError):
-    """A checkpoint that is not a pixyz_like checkpoint, or belongs to another model."""
+    """A checkpoint that is not a pixyz_like checkpoint, or belongs to another model.
+
+    >>> from pixyz_like.losses import ValueLoss
+    >>> model = Model(ValueLoss(0), distributions=[torch.nn.Linear(1, 1)])
+    >>> model.load_state_dict({"format": "something else"})
+    Traceback (most recent call last):
+    ...
+    pixyz_like.models.model.CheckpointError: Model.load(): not a pixyz_like Model checkpoint
+    """
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
