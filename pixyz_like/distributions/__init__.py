@@ -23,3 +23,26 @@ __all__ = [
     "kl_elementwise",
     "has_closed_form_kl",
 ]
+
+# The remaining families (RelaxedBernoulli ... Gamma) and the composite distributions.
+from .families import (  # noqa: E402
+    Beta,
+    Dirichlet,
+    FactorizedBernoulli,
+    Gamma,
+    Laplace,
+    Multinomial,
+    RelaxedBernoulli,
+    RelaxedCategorical,
+)
+
+__all__ += [
+    "RelaxedBernoulli",
+    "FactorizedBernoulli",
+    "RelaxedCategorical",
+    "Multinomial",
+    "Dirichlet",
+    "Beta",
+    "Laplace",
+    "Gamma",
+]
