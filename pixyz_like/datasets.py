@@ -29,7 +29,14 @@ _IDX_DTYPES = {0x08: torch.uint8, 0x09: torch.int8, 0x0B: torch.int16, 0x0C: tor
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """Neither a local copy nor a download could provide the dataset."""
+    """Neither a local copy nor a download could provide the dataset.
+
+    >>> import tempfile
+    >>> load_mnist(tempfile.mkdtemp(), download=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.datasets.DatasetNotFoundError: MNIST is not under ... and could not be downloaded ...
+    """
 
 
 def read_idx(path: str | os.PathLike) -> torch.Tensor:
@@ -65,7 +72,16 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
 
 
 def find_mnist_files(data_dir: str | os.PathLike) -> dict[str, Path]:
-    """Locate MNIST IDX files under ``data_dir`` (flat, ``raw/`` or ``MNIST/raw/``; ``.gz`` or not)."""
+    """Locate MNIST IDX files under ``data_dir`` (flat, ``raw/`` or ``MNIST/raw/``; ``.gz`` or not).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> find_mnist_files(d)
+    {}
+    >>> _ = (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")
+    >>> find_mnist_files(d)["test_labels"].name
+    't10k-labels-idx1-ubyte.gz'
+    """
     root = Path(data_dir)
     found: dict[str, Path] = {}
     for folder in (root, root / "raw", root / "MNIST" / "raw"):
@@ -99,6 +115,17 @@ def load_mnist(
         download: let torchvision download MNIST when the files are not found locally.
         flatten: images as 784-vectors (else ``(1, 28, 28)``).
         n_train: when only the test split is present, how many of its digits go to training.
+
+    With only the test split on disk (here four blank 28x28 digits), it is split in two:
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> header = bytes([0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 28, 0, 0, 0, 28])
+    >>> _ = (d / "t10k-images-idx3-ubyte").write_bytes(header + bytes(4 * 784))
+    >>> _ = (d / "t10k-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 4, 7, 2, 1, 0]))
+    >>> train, test = load_mnist(d, download=False, n_train=3)
+    >>> len(train), len(test), train[0][0].shape, int(test[0][1])
+    (3, 1, torch.Size([784]), 0)
     """
     root = Path(data_dir) if data_dir is not None else Path.home() / ".cache" / "pixyz_like" / "data"
     files = find_mnist_files(root)
