@@ -86,6 +86,14 @@ class Loss(nn.Module):
         super().__init__()
         self._input_var = _dedupe(input_var)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if isinstance(value, nn.Module):
+            # Keep a plain reference too, so the evaluation hot path finds child losses and
+            # distributions by ordinary attribute lookup instead of nn.Module.__getattr__. Modules are
+            # moved by .to() in place, so the reference cannot go stale (buffers are never pinned).
+            self.__dict__[name] = value
+
     # ------------------------------------------------------------------ text
     @property
     def input_var(self) -> list[str]:
@@ -163,7 +171,8 @@ class Loss(nn.Module):
 
         Returns ``loss``, or a tuple ``(loss, dict)``, ``(loss, terms)`` or ``(loss, dict, terms)``.
         """
-        check_options(f"{type(self).__name__}.eval()", options, self._valid_options())
+        if options:  # walking the tree for the valid options costs more than the whole tiny evaluation
+            check_options(f"{type(self).__name__}.eval()", options, self._valid_options())
         x_dict = {} if x_dict is None else dict(x_dict)
         missing = [v for v in self._input_var if v not in x_dict]
         if missing:
