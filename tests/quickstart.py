@@ -10,7 +10,7 @@ from pixyz_like.distributions import Bernoulli, Normal
 def make(x_dim=784, z_dim=64, hidden=512):
     class Inference(Normal):
         def __init__(self):
-            super(Inference, self).__init__(var=["z"], cond_var=["x"], name="q")
+            super(Inference, self).__init__(var=["z"], cond_var=["x"], name="q")  # noqa: UP008 (verbatim)
             self.fc1 = nn.Linear(x_dim, hidden)
             self.fc2 = nn.Linear(hidden, hidden)
             self.fc31 = nn.Linear(hidden, z_dim)
@@ -23,7 +23,7 @@ def make(x_dim=784, z_dim=64, hidden=512):
 
     class Generator(Bernoulli):
         def __init__(self):
-            super(Generator, self).__init__(var=["x"], cond_var=["z"], name="p")
+            super(Generator, self).__init__(var=["x"], cond_var=["z"], name="p")  # noqa: UP008 (verbatim)
             self.fc1 = nn.Linear(z_dim, hidden)
             self.fc2 = nn.Linear(hidden, hidden)
             self.fc3 = nn.Linear(hidden, x_dim)

@@ -35,7 +35,8 @@ def test_missing_variable_one_format(call, action):
 
 def test_missing_variable_in_eval_names_the_loss():
     loss = Expectation(q, LogProb(p))
-    with pytest.raises(MissingVariableError, match=r"loss .*: eval needs variable \['x'\], but the input dict has \[\]"):
+    pattern = r"loss .*: eval needs variable \['x'\], but the input dict has \[\]"
+    with pytest.raises(MissingVariableError, match=pattern):
         loss.eval({})
     assert issubclass(MissingVariableError, KeyError) and issubclass(MissingVariableError, PixyzLikeError)
 

@@ -29,7 +29,7 @@ from ..errors import (
     ShapeError,
     missing_variable_error,
 )
-from ..utils import check_options, convert_latex_name, infer_batch_n, tolist
+from ..utils import check_options, convert_latex_name, tolist
 
 __all__ = ["Distribution", "DistributionBase"]
 
@@ -567,7 +567,9 @@ class DistributionBase(Distribution):
         try:
             return self._torch_dist(params).entropy()
         except NotImplementedError as e:
-            raise NotDefinedError(f"{self._owner()}: the entropy of a {self.distribution_name} has no closed form") from e
+            raise NotDefinedError(
+                f"{self._owner()}: the entropy of a {self.distribution_name} has no closed form"
+            ) from e
 
     def _mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._torch_dist(params).mean

@@ -79,7 +79,8 @@ def has_closed_form_kl(p, q) -> bool:
 def kl_elementwise(p: DistributionBase, params_p: _Params, q: DistributionBase, params_q: _Params) -> torch.Tensor:
     r"""Elementwise closed-form KL divergence of ``p`` from ``q`` given their parameters.
 
-    For two normals :math:`D_{KL} = \log\frac{\sigma_q}{\sigma_p} + \frac{\sigma_p^2 + (\mu_p-\mu_q)^2}{2\sigma_q^2} - \frac12`.
+    For two normals
+    :math:`D_{KL} = \log\frac{\sigma_q}{\sigma_p} + \frac{\sigma_p^2 + (\mu_p-\mu_q)^2}{2\sigma_q^2} - \frac12`.
 
     >>> from pixyz_like.distributions import Normal
     >>> p = Normal(loc=torch.zeros(2), scale=1., var=["z"])
