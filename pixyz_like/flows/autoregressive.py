@@ -93,9 +93,7 @@ class MADE(nn.Module):
         h = self.hidden[0](x)
         if self.cond is not None:
             if y is None:
-                raise ShapeError(
-                    f"MADE: it is conditional and needs y of shape (batch, {self.cond_features})"
-                )
+                raise ShapeError(f"MADE: it is conditional and needs y of shape (batch, {self.cond_features})")
             h = h + self.cond(y)
         for layer in self.hidden[1:]:
             h = layer(torch.relu(h))
@@ -105,6 +103,8 @@ class MADE(nn.Module):
 
 class _AutoregressiveAffine(Flow):
     """Shared machinery of MAF and IAF: a MADE giving a shift and a log-scale."""
+
+    vector_only = True
 
     def __init__(self, in_features, hidden_features=(64, 64), cond_features=None, reverse=False) -> None:
         super().__init__(in_features)
@@ -117,8 +117,7 @@ class _AutoregressiveAffine(Flow):
             if y is None or y.ndim != 2 or y.shape != (h.shape[0], self.cond_features):
                 got = None if y is None else tuple(y.shape)
                 raise ShapeError(
-                    f"{self._name()}: the condition y must have shape ({h.shape[0]}, {self.cond_features}), "
-                    f"got {got}"
+                    f"{self._name()}: the condition y must have shape ({h.shape[0]}, {self.cond_features}), got {got}"
                 )
         out = self.made(h, y if self.cond_features is not None else None)
         return out[:, 0], out[:, 1]

@@ -94,13 +94,9 @@ class AffineCoupling(Flow):
                 "or one of the two parts is empty and the layer is not a coupling"
             )
         if scale_translate_net is not None and (scale_net is not None or translate_net is not None):
-            raise ParameterError(
-                "AffineCoupling: give either scale_translate_net or (scale_net and translate_net)"
-            )
+            raise ParameterError("AffineCoupling: give either scale_translate_net or (scale_net and translate_net)")
         if scale_translate_net is None and (scale_net is None or translate_net is None):
-            raise ParameterError(
-                "AffineCoupling: needs both scale_net and translate_net, or scale_translate_net"
-            )
+            raise ParameterError("AffineCoupling: needs both scale_net and translate_net, or scale_translate_net")
         self.mask_type = mask_type
         self.inverse_mask = inverse_mask
         # nn.Modules are registered as submodules; plain callables (lambdas) are kept as attributes.
@@ -133,24 +129,20 @@ class AffineCoupling(Flow):
             mask = mask.view(1, -1, 1, 1) if x.ndim == 4 else mask.view(1, -1)
         return mask.to(dtype=x.dtype, device=x.device)
 
-    def get_parameters(
-        self, x: torch.Tensor, y: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def get_parameters(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the networks on the masked input: return ``(s, t)``."""
-        args = (x,) if y is None else (x, y)
         if self.scale_translate_net is not None:
-            out = self.scale_translate_net(*args)
+            out = self._call_net(self.scale_translate_net, x, y)
             if not isinstance(out, (tuple, list)) or len(out) != 2:
                 raise ShapeError(f"{self._name()}: scale_translate_net must return a pair (s, t)")
             log_s, t = out
         else:
-            log_s, t = self.scale_net(*args), self.translate_net(*args)
+            log_s, t = self._call_net(self.scale_net, x, y), self._call_net(self.translate_net, x, y)
         for what, v in (("s", log_s), ("t", t)):
             if not isinstance(v, torch.Tensor) or v.shape != x.shape:
                 got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
                 raise ShapeError(
-                    f"{self._name()}: the network's {what} has shape {got}; expected the input's shape "
-                    f"{tuple(x.shape)}"
+                    f"{self._name()}: the network's {what} has shape {got}; expected the input's shape {tuple(x.shape)}"
                 )
         return log_s, t
 

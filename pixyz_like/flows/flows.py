@@ -21,7 +21,9 @@ networks (``net(x, y)``) and flows that have no use for it ignore it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +31,9 @@ from torch import nn
 from ..errors import NotDefinedError, ParameterError, ShapeError
 
 __all__ = ["Flow", "FlowList"]
+
+# Messages of torch errors caused by tensors of the wrong shape (other errors pass through untouched).
+_SHAPE_ERROR = re.compile(r"shape|size|mat1|mat2|dimension|must match|broadcast", re.IGNORECASE)
 
 FlowOutput = tuple[torch.Tensor, "torch.Tensor | None"]
 
@@ -51,6 +56,8 @@ class Flow(nn.Module):
 
     #: whether ``inverse(forward(x)) == x``; ``False`` for layers that drop dimensions (:class:`Split`).
     bijective = True
+    #: whether it only takes vectors ``(batch, in_features)`` (then a distribution knows its features).
+    vector_only = False
 
     def __init__(self, in_features: int | None = None) -> None:
         super().__init__()
@@ -65,16 +72,12 @@ class Flow(nn.Module):
         """The number of features (channels for images) this flow expects; ``None`` for any."""
         return self._in_features
 
-    def forward(
-        self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
-    ) -> FlowOutput:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         """Map ``x`` to ``z = f(x)``; return ``(z, log|det df/dx|)`` (``logdet`` of shape ``(batch,)``)."""
         self._check_input(x, "forward")
         return x, (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse(
-        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
-    ) -> FlowOutput:
+    def inverse(self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         """Map ``z`` back to ``x = f^{-1}(z)``; return ``(x, log|det df^{-1}/dz|)``."""
         self._check_input(z, "inverse")
         return z, (self._zero_logdet(z) if compute_jacobian else None)
@@ -97,9 +100,26 @@ class Flow(nn.Module):
             for n in ndims
         )
         if x.ndim not in ndims or (self._in_features is not None and x.shape[1] != self._in_features):
+            raise ShapeError(f"{self._name()}.{action}: expected input of shape {expected}, got {tuple(x.shape)}")
+
+    def _call_net(self, net: Callable, x: torch.Tensor, y: torch.Tensor | None) -> Any:
+        """Call a user network as ``net(x)`` or, with a condition, ``net(x, y)``.
+
+        A torch shape error from inside it becomes a :class:`ShapeError` naming this flow and the shapes
+        it was given (a conditional network called without ``y`` fails this way, for instance).
+        """
+        try:
+            return net(x) if y is None else net(x, y)
+        except (RuntimeError, TypeError) as e:
+            if isinstance(e, TypeError) and "argument" not in str(e):
+                raise
+            if isinstance(e, RuntimeError) and not _SHAPE_ERROR.search(str(e)):
+                raise
+            yshape = None if y is None else tuple(y.shape)
             raise ShapeError(
-                f"{self._name()}.{action}: expected input of shape {expected}, got {tuple(x.shape)}"
-            )
+                f"{self._name()}: its network failed on an input of shape {tuple(x.shape)} "
+                f"(condition y: {yshape}); a conditional network needs y: {e}"
+            ) from e
 
     def _no_inverse(self, why: str) -> NotDefinedError:
         return NotDefinedError(f"{self._name()}: the inverse is not available: {why}")
@@ -140,6 +160,7 @@ class FlowList(Flow):
         super().__init__(in_features)
         self.flow_list = nn.ModuleList(flow_list)
         self.bijective = all(f.bijective for f in flow_list)
+        self.vector_only = any(f.vector_only for f in flow_list)
 
     def __len__(self) -> int:
         return len(self.flow_list)

@@ -73,9 +73,7 @@ class Split(Flow):
     ) -> None:
         super().__init__(in_features)
         if in_features < 2:
-            raise ParameterError(
-                f"Split(in_features={in_features}): needs at least 2 channels to factor out half"
-            )
+            raise ParameterError(f"Split(in_features={in_features}): needs at least 2 channels to factor out half")
         if prior not in ("learned", "standard"):
             raise ParameterError(f"Split: prior must be 'learned' or 'standard', got {prior!r}")
         if prior == "standard" and net is not None:
@@ -85,9 +83,7 @@ class Split(Flow):
         self.prior = prior
         self.temperature = float(temperature)
         self.net = (
-            None
-            if prior == "standard"
-            else (net if net is not None else _ZeroConv(self.kept, 2 * self.factored))
+            None if prior == "standard" else (net if net is not None else _ZeroConv(self.kept, 2 * self.factored))
         )
 
     @property
@@ -99,13 +95,11 @@ class Split(Flow):
         if self.net is None:
             zero = x1.new_zeros((x1.shape[0], self.factored, *x1.shape[2:]))
             return zero, zero
-        out = self.net(x1) if y is None else self.net(x1, y)
+        out = self._call_net(self.net, x1, y)
         expected = (x1.shape[0], 2 * self.factored, *x1.shape[2:])
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ShapeError(
-                f"{self._name()}: the prior net must return shape {expected} (loc, log-scale), got {got}"
-            )
+            raise ShapeError(f"{self._name()}: the prior net must return shape {expected} (loc, log-scale), got {got}")
         return out[:, : self.factored], out[:, self.factored :]
 
     @staticmethod

@@ -36,6 +36,8 @@ class PlanarFlow(Flow):
     True
     """
 
+    vector_only = True
+
     def __init__(self, in_features: int, constraint_u: bool = False) -> None:
         super().__init__(in_features)
         self.w = nn.Parameter(torch.empty(1, in_features))
@@ -116,6 +118,8 @@ class RadialFlow(Flow):
     >>> torch.allclose(f.inverse(f(x)[0])[0], x)
     True
     """
+
+    vector_only = True
 
     def __init__(self, in_features: int) -> None:
         super().__init__(in_features)

@@ -96,9 +96,7 @@ class Permutation(Flow):
 
     def __init__(self, permute_indices: Sequence[int] | torch.Tensor) -> None:
         idx = (
-            torch.as_tensor(
-                list(permute_indices) if not isinstance(permute_indices, torch.Tensor) else permute_indices
-            )
+            torch.as_tensor(list(permute_indices) if not isinstance(permute_indices, torch.Tensor) else permute_indices)
             .long()
             .flatten()
         )
@@ -183,8 +181,7 @@ class Flatten(Flow):
             raise self._no_inverse("in_size is unknown: give Flatten(in_size=...) or call forward first")
         if z.ndim != 2 or z.shape[1] != math.prod(self.in_size):
             raise ShapeError(
-                f"Flatten.inverse: expected input of shape (batch, {math.prod(self.in_size)}), "
-                f"got {tuple(z.shape)}"
+                f"Flatten.inverse: expected input of shape (batch, {math.prod(self.in_size)}), got {tuple(z.shape)}"
             )
         return z.reshape(z.shape[0], *self.in_size), (self._zero_logdet(z) if compute_jacobian else None)
 

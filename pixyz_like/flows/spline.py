@@ -146,6 +146,8 @@ class NeuralSplineCoupling(Flow):
     True
     """
 
+    vector_only = True
+
     def __init__(
         self,
         in_features: int,
@@ -191,7 +193,9 @@ class NeuralSplineCoupling(Flow):
     def _spline(self, x, y, inverse):
         self._check_input(x, "inverse" if inverse else "forward", (2,))
         x_kept, x_moved = x[:, self.kept], x[:, self.moved]
-        params = self.net(x_kept) if y is None else self.net(x_kept, y)
+        if self.cond_features is not None and y is None:
+            raise ShapeError(f"{self._name()}: it is conditional and needs y of shape (batch, {self.cond_features})")
+        params = self._call_net(self.net, x_kept, y)
         expected = (x.shape[0], len(self.moved) * (3 * self.num_bins - 1))
         if not isinstance(params, torch.Tensor) or params.shape != expected:
             got = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__

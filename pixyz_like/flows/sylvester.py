@@ -30,6 +30,8 @@ __all__ = ["HouseholderFlow", "SylvesterFlow"]
 class _Amortised(Flow):
     """Parameters either learned directly or produced from the condition ``y`` by ``cond_net``."""
 
+    vector_only = True
+
     def _setup_params(
         self,
         shapes: dict[str, tuple[int, ...]],
@@ -47,9 +49,7 @@ class _Amortised(Flow):
         else:
             if cond_net is None:
                 if not isinstance(cond_features, int) or cond_features < 1:
-                    raise ParameterError(
-                        f"{self._name()}: cond_features must be a positive int, got {cond_features!r}"
-                    )
+                    raise ParameterError(f"{self._name()}: cond_features must be a positive int, got {cond_features!r}")
                 cond_net = nn.Linear(cond_features, self.num_params)
                 with torch.no_grad():  # start near a small random flow, as in the unconditional case
                     cond_net.weight.mul_(init_std)
@@ -61,9 +61,7 @@ class _Amortised(Flow):
         if self.cond_net is None:
             return {k: getattr(self, k).unsqueeze(0) for k in self._shapes}
         if y is None:
-            raise ShapeError(
-                f"{self._name()}: it is conditional and needs y of shape ({batch}, {self.cond_features})"
-            )
+            raise ShapeError(f"{self._name()}: it is conditional and needs y of shape ({batch}, {self.cond_features})")
         flat = self.cond_net(y)
         if flat.shape != (batch, self.num_params):
             raise ShapeError(
@@ -174,9 +172,7 @@ class SylvesterFlow(_Amortised):
 
     @staticmethod
     def _triangular(full: torch.Tensor) -> torch.Tensor:
-        return torch.triu(full, diagonal=1) + torch.diag_embed(
-            torch.tanh(torch.diagonal(full, dim1=-2, dim2=-1))
-        )
+        return torch.triu(full, diagonal=1) + torch.diag_embed(torch.tanh(torch.diagonal(full, dim1=-2, dim2=-1)))
 
     def _unpack(self, y, batch):
         p = self._params(y, batch)
