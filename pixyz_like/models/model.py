@@ -161,8 +161,10 @@ class Model:
         loss = loss.detach()
         return (loss, terms) if return_terms else loss
 
-    def _train_loss(self, x_dict: dict[str, Any], options: Mapping[str, Any], return_terms: bool, loss_fn=None):
-        """Evaluate the training loss (through ``loss_fn``, e.g. a compiled one, if given); check it is a scalar."""
+    def _train_loss(
+        self, x_dict: dict[str, Any], options: Mapping[str, Any], return_terms: bool, loss_fn=None
+    ):
+        """Evaluate the training loss (through ``loss_fn``, e.g. a compiled one); check it is a scalar."""
         if loss_fn is None:
             result = self.loss_cls.eval(x_dict, return_terms=return_terms, **options)
         else:
@@ -222,7 +224,7 @@ class Model:
         found: dict[str, nn.Module] = {}
         for name, obj in sorted(vars(self).items()):
             if isinstance(obj, nn.Module) and name not in ("distributions", "loss_cls", "test_loss_cls"):
-                if id(obj) not in own and (any(True for _ in obj.parameters()) or any(True for _ in obj.buffers())):
+                if id(obj) not in own and obj.state_dict():
                     own.update(id(m) for m in obj.modules())
                     found[name] = obj
         for prefix, loss in (("loss", self.loss_cls), ("test_loss", self.test_loss_cls)):
@@ -255,7 +257,9 @@ class Model:
         unexpected = sorted(set(theirs) - set(own))
         shapes = sorted(
             k for k in set(own) & set(theirs)
-            if isinstance(own[k], torch.Tensor) and isinstance(theirs[k], torch.Tensor) and own[k].shape != theirs[k].shape
+            if isinstance(own[k], torch.Tensor)
+            and isinstance(theirs[k], torch.Tensor)
+            and own[k].shape != theirs[k].shape
         )
         detail = []
         if missing:
@@ -264,7 +268,8 @@ class Model:
             detail.append(f"unexpected {unexpected[:5]}")
         if shapes:
             detail.append(
-                "shape mismatch " + ", ".join(f"{k}: {tuple(theirs[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:5])
+                "shape mismatch "
+                + ", ".join(f"{k}: {tuple(theirs[k].shape)} vs {tuple(own[k].shape)}" for k in shapes[:5])
             )
         return f"{what}: " + "; ".join(detail) if detail else None
 
@@ -290,7 +295,8 @@ class Model:
         problems = [p for p in problems if p]
         if problems:
             raise CheckpointError(
-                f"Model.load(): the checkpoint belongs to another model ({type(self).__name__}): " + " | ".join(problems)
+                f"Model.load(): the checkpoint belongs to another model ({type(self).__name__}): "
+                + " | ".join(problems)
             )
         self.distributions.load_state_dict(state["distributions"])
         for k, m in modules.items():
@@ -312,3 +318,87 @@ class Model:
                 raise
             raise CheckpointError(f"Model.load(): {path} is not a readable checkpoint: {e}") from e
         self.load_state_dict(state)
+
+    # ------------------------------------------------------------------ training loop
+    def fit(
+        self,
+        train_loader,
+        epochs: int = 1,
+        test_loader=None,
+        *,
+        keys: Sequence[str | None] | None = None,
+        schedules: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Any] = (),
+        log_dir: str | None = None,
+        progress: bool = True,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: str | os.PathLike | None = None,
+        max_steps: int | None = None,
+        compile: bool | Mapping[str, Any] = False,
+        amp: bool | str = False,
+        accumulate: int = 1,
+        options: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, float]]:
+        r"""Train for ``epochs`` epochs over ``train_loader``; return one dict of epoch means per epoch.
+
+        Each optimizer step minimises the mean loss over ``accumulate`` batches (and, under
+        ``torchrun``, over all processes):
+        :math:`\theta \leftarrow \mathrm{step}\big(\nabla_\theta \frac{1}{A W}\sum_{a,r} L(x_{a,r})\big)`.
+
+        Args:
+            train_loader: an iterable of batches: dicts ``{name: tensor}``, or tuples named by ``keys``.
+            epochs: the total number of epochs (a resumed run continues up to it).
+            test_loader: batches for the test loss, evaluated after each epoch.
+            keys: names of the elements of tuple batches, ``None`` to drop one (e.g. ``("x", None)``
+                for torchvision's ``(image, label)``).
+            schedules: ``{name: schedule(step) -> float}``: each value enters the input dict under its
+                name at every step, e.g. ``{"beta": linear_warmup(0, 1, 1000)}`` for a loss using
+                ``Parameter("beta")`` (see :mod:`pixyz_like.losses.schedules`).
+            callbacks: :class:`~pixyz_like.models.training.Callback` objects (``on_step_end``,
+                ``on_epoch_end``...).
+            log_dir: write TensorBoard logs there (a
+                :class:`~pixyz_like.models.training.TensorBoardLogger`; add one to ``callbacks``
+                yourself for image grids).
+            progress: show a tqdm progress bar.
+            checkpoint: path of the checkpoint written (atomically) after each epoch, every
+                ``checkpoint_every`` steps and when training stops early.
+            checkpoint_every: also write the checkpoint every this many optimizer steps.
+            resume: a checkpoint written by ``fit`` to continue from exactly: parameters, optimizers,
+                counters, the epoch's shuffle order and every random state.
+            max_steps: stop after this many optimizer steps in all (counted across resumes).
+            compile: ``torch.compile`` the loss evaluation (``True``, or a dict of ``torch.compile``
+                arguments); falls back to eager with a warning where unsupported.
+            amp: mixed precision on CUDA: ``True`` (bfloat16 where supported, else float16 with
+                gradient scaling), ``"bf16"`` or ``"fp16"``. On CPU, ``amp=True`` raises an error
+                rather than silently doing nothing; ``amp="bf16"`` opts in to CPU bfloat16 autocast.
+            accumulate: average the gradients of this many batches before each optimizer step.
+            options: options passed to the loss at each evaluation (e.g. ``{"batch_n": 8}``).
+
+        Raises:
+            MissingVariableError: a batch lacks a variable the loss needs (the message names it).
+            NonFiniteLossError: the loss became NaN/inf; the message names the step and the term.
+            CheckpointError: ``resume`` is not a ``fit`` checkpoint of this model.
+
+        A subclass with its own ``train`` (e.g. a GAN stepping a critic) is trained through that
+        ``train``; ``accumulate``, ``amp`` and ``compile`` then do not apply. Under ``torchrun`` see
+        :mod:`pixyz_like.models.distributed`.
+
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+        >>> p.loc = torch.nn.Parameter(p.loc.clone())
+        >>> model = Model(-p.log_prob().mean(), distributions=[p], optimizer_params={"lr": 0.1})
+        >>> loader = DataLoader(TensorDataset(torch.full((64, 1), 2.0)), batch_size=16)
+        >>> history = model.fit(loader, epochs=20, keys=("x",), progress=False)
+        >>> round(p.loc.item(), 1), len(history)
+        (2.0, 20)
+        """
+        from .training import fit
+
+        return fit(
+            self, train_loader, epochs, test_loader, keys=keys, schedules=schedules, callbacks=callbacks,
+            log_dir=log_dir, progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+            resume=resume, max_steps=max_steps, compile=compile, amp=amp, accumulate=accumulate,
+            options=options,
+        )
