@@ -46,3 +46,18 @@ __all__ += [
     "Laplace",
     "Gamma",
 ]
+
+from .custom import CustomProb  # noqa: E402
+from .mixture import MixtureModel, MixtureOfNormal, PosteriorMixtureModel  # noqa: E402
+from .poe import ElementWiseProductOfNormal, ProductOfNormal  # noqa: E402
+from .vamp import VampPrior  # noqa: E402
+
+__all__ += [
+    "CustomProb",
+    "ProductOfNormal",
+    "ElementWiseProductOfNormal",
+    "MixtureOfNormal",
+    "MixtureModel",
+    "PosteriorMixtureModel",
+    "VampPrior",
+]

@@ -1,0 +1,164 @@
+"""Semi-supervised learning with the M2 model (Kingma, Rezende, Mohamed & Welling, 2014), 100 labels.
+
+Generative model and posteriors (y one-hot, z continuous):
+
+    p(x,y,z) = p(x|z,y) p(y) p(z),   p(y) uniform,  q(z,y|x) = q(z|x,y) q(y|x)
+
+For a labelled pair (x, y) and an unlabelled image x_u the bounds are
+
+    L(x,y) = E_q(z|x,y)[log p(x|z,y) + log p(y)] - KL[q(z|x,y) || p(z)]
+    U(x_u) = sum_y q(y|x_u) L(x_u,y) + H[q(y|x_u)]
+
+and the loss is  - mean L(x,y) - mean U(x_u) + alpha * mean( - log q(y|x) ).  The sum over y is exact
+(the ten classes are enumerated in one batch) instead of Pixyz's Gumbel-softmax sample, so the
+classifier q(y|x) gets a low-variance gradient from the unlabelled data. ``--labels`` digits (balanced
+over the classes) keep their labels, the rest of the training split is used without them. 784-512-512
+networks, grey levels as Bernoulli targets; the test accuracy of q(y|x) is logged each epoch.
+
+    python examples/m2.py --epochs 10 --data-dir ../shared/data/mnist/raw
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from _common import (
+    BernoulliMLP,
+    CategoricalMLP,
+    NormalMLP,
+    cycle,
+    fit,
+    loaders,
+    make_parser,
+    mnist,
+    one_hot,
+    prepare,
+    save_grid,
+)
+from torch import optim
+from torch.utils.data import DataLoader, Subset
+
+from pixyz_like.distributions import Categorical, Normal
+from pixyz_like.losses import Entropy, KullbackLeibler, LogProb, Loss
+from pixyz_like.losses import Expectation as E
+from pixyz_like.models import Model
+
+X_DIM, Y_DIM, Z_DIM = 784, 10, 64
+
+
+class SumOverClasses(Loss):
+    r"""The exact expectation over a one-hot categorical variable,
+    :math:`\mathbb{E}_{q(y|x)}[f] = \sum_{k} q(y=e_k|x) f(y=e_k)`, one value per data point.
+
+    ``f`` is evaluated once on the batch repeated for every class (``K * batch`` rows), so its
+    networks run once; the weights ``q(y=e_k|x)`` carry the gradient to the classifier.
+    """
+
+    def __init__(self, q, f: Loss, n_classes: int) -> None:
+        super().__init__(q.input_var + [v for v in f.input_var if v not in q.var])
+        self.q, self.f, self.n_classes = q, f, n_classes
+
+    def _latex(self) -> str:
+        y = self.q.var[0]
+        return f"\\sum_{{{y}}} {self.q.prob_text} \\left[{self.f._latex()} \\right]"
+
+    def _eval(self, x_dict, ctx):
+        y, k = self.q.var[0], self.n_classes
+        ref = x_dict[self.q.input_var[0]]
+        batch = ref.shape[0]
+        eye = torch.eye(k, dtype=ref.dtype, device=ref.device)
+        # log q(y=e_k|x) for every class; the classifier runs once (memoised on its input tensor)
+        log_w = torch.stack([self.q._log_prob({**x_dict, y: eye[i].expand(batch, k)}, ctx, True, None)
+                             for i in range(k)])
+        folded = {v: x_dict[v].unsqueeze(0).expand(k, *x_dict[v].shape).reshape(k * batch, *x_dict[v].shape[1:])
+                  for v in self.f.input_var if v != y}
+        folded[y] = eye.repeat_interleave(batch, dim=0)
+        value, _ = self.f._evaluate(folded, ctx)
+        return (log_w.exp() * value.reshape(k, batch)).sum(0), {}
+
+
+def build(alpha: float, device: str = "cpu", lr: float = 1e-3):
+    """The distributions, the semi-supervised loss, the test loss and the Model."""
+    q = NormalMLP("z", ["x", "y"], X_DIM + Y_DIM, Z_DIM, name="q")
+    p = BernoulliMLP("x", ["z", "y"], Z_DIM + Y_DIM, X_DIM, name="p")
+    classifier = CategoricalMLP("y", ["x"], X_DIM, Y_DIM, name="q")
+    prior_z = Normal(loc=0.0, scale=1.0, var=["z"], features_shape=[Z_DIM], name="p_{prior}")
+    prior_y = Categorical(probs=torch.full((Y_DIM,), 1.0 / Y_DIM), var=["y"], name="p_{prior}")
+
+    def bound(q, p):
+        return E(q, LogProb(p) + LogProb(prior_y)) - KullbackLeibler(q, prior_z)
+
+    elbo = bound(q, p)
+    # the unlabelled images are the variable x_u: the same networks read it in place of x
+    q_u, p_u, classifier_u = q.replace_var(x="x_u"), p.replace_var(x="x_u"), classifier.replace_var(x="x_u")
+    elbo_u = SumOverClasses(classifier_u, bound(q_u, p_u), Y_DIM) + Entropy(classifier_u)
+    nll = -LogProb(classifier)
+    loss = -elbo.mean() - elbo_u.mean() + alpha * nll.mean()
+    test_loss = -elbo.mean()
+    model = Model(loss, test_loss=test_loss, distributions=[p, q, classifier], optimizer=optim.Adam,
+                  optimizer_params={"lr": lr}, device=device)
+    return p, q, classifier, loss, model
+
+
+def split_labels(labels: torch.Tensor, n_labels: int, n_classes: int = Y_DIM, seed: int = 1):
+    """Indices of ``n_labels`` labelled data points, balanced over classes, and of the others."""
+    g = torch.Generator().manual_seed(seed)
+    per_class = n_labels // n_classes
+    chosen = []
+    for c in range(n_classes):
+        idx = torch.nonzero(labels == c).flatten()
+        chosen.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    labelled = torch.cat(chosen)
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[labelled] = False
+    return labelled, torch.nonzero(mask).flatten()
+
+
+def accuracy(classifier, loader, device) -> float:
+    """Fraction of the loader's data whose most probable class under q(y|x) is the label."""
+    correct = n = 0
+    for x, y in loader:
+        pred = classifier.get_params({"x": x.to(device)})["probs"].argmax(-1).cpu()
+        correct += int((pred == y).sum())
+        n += len(y)
+    return correct / n
+
+
+def main(argv=None) -> dict:
+    """Train; returns the history of losses and test accuracy per epoch."""
+    parser = make_parser(__doc__, "runs/m2")
+    parser.add_argument("--labels", type=int, default=100, help="number of labelled digits (balanced)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="weight of the classification term (default 0.1 x batches per epoch, after "
+                             "Kingma et al.'s 0.1 N)")
+    args = parser.parse_args(argv)
+    writer = prepare(args)
+    train, test = mnist(args)
+    labelled_idx, unlabelled_idx = split_labels(train.tensors[1], args.labels, seed=args.seed)
+    unlabelled_loader, test_loader = loaders(args, Subset(train, unlabelled_idx), test)
+    g = torch.Generator().manual_seed(args.seed + 1)
+    labelled_loader = DataLoader(Subset(train, labelled_idx), batch_size=args.batch_size, shuffle=True, generator=g)
+    alpha = args.alpha if args.alpha is not None else 0.1 * (len(unlabelled_loader) + len(labelled_loader))
+    p, q, classifier, loss, model = build(alpha, args.device, args.lr)
+    print("Loss:", loss)
+    print(model)
+    labelled_batches = cycle(labelled_loader)
+    z_fixed = torch.randn(8, 1, Z_DIM, device=args.device).expand(8, Y_DIM, Z_DIM).reshape(-1, Z_DIM)
+    y_grid = one_hot(torch.arange(Y_DIM).repeat(8)).to(args.device)
+
+    def train_step(b):
+        x_l, y_l = next(labelled_batches)
+        return model.train({"x": x_l, "y": one_hot(y_l), "x_u": b[0]}, return_terms=True)
+
+    def figures(epoch):
+        save_grid(p.sample_mean({"z": z_fixed, "y": y_grid}), os.path.join(args.out, f"samples_epoch{epoch}.png"),
+                  nrow=Y_DIM)
+        return {"accuracy": accuracy(classifier, test_loader, args.device)}
+
+    return fit(args, writer, unlabelled_loader, test_loader, train_step,
+               lambda b: model.test({"x": b[0], "y": one_hot(b[1])}, return_terms=True), figures)
+
+
+if __name__ == "__main__":
+    main()
