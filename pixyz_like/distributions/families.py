@@ -268,7 +268,7 @@ __all__ += [
 
 
 def _register_event_constant(dist: DistributionBase, key: str, value: Any) -> None:
-    """Store a constant whose last dimension is an event (category) dimension as a ``(1, *features, K)`` buffer."""
+    """Store a constant whose last dimension is a category dimension as a ``(1, *features, K)`` buffer."""
     tensor = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(value)
     tensor = tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor
     if tensor.ndim == 0:
