@@ -106,10 +106,15 @@ class _AutoregressiveAffine(Flow):
 
     vector_only = True
 
-    def __init__(self, in_features, hidden_features=(64, 64), cond_features=None, reverse=False) -> None:
+    def __init__(
+        self, in_features, hidden_features=(64, 64), cond_features=None, reverse=False, max_log_scale=3.0
+    ) -> None:
         super().__init__(in_features)
+        if max_log_scale is not None and max_log_scale <= 0:
+            raise ParameterError(f"{self._name()}: max_log_scale must be positive or None, got {max_log_scale}")
         self.cond_features = cond_features
         self.reverse = reverse
+        self.max_log_scale = max_log_scale
         self.made = MADE(in_features, hidden_features, 2, cond_features, reverse)
 
     def _shift_logscale(self, h: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +125,12 @@ class _AutoregressiveAffine(Flow):
                     f"{self._name()}: the condition y must have shape ({h.shape[0]}, {self.cond_features}), got {got}"
                 )
         out = self.made(h, y if self.cond_features is not None else None)
-        return out[:, 0], out[:, 1]
+        log_scale = out[:, 1]
+        if self.max_log_scale is not None:
+            # A ReLU network extrapolates linearly, so far from the data an unbounded log-scale overflows
+            # exp() (inf/NaN densities); c * tanh(s / c) is the identity near 0 and bounded by c.
+            log_scale = self.max_log_scale * torch.tanh(log_scale / self.max_log_scale)
+        return out[:, 0], log_scale
 
     def _solve(self, target, y):
         """The other direction: D passes, each fixing one more feature in the autoregressive order."""
@@ -132,7 +142,10 @@ class _AutoregressiveAffine(Flow):
         return h, log_scale
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, cond_features={self.cond_features}, reverse={self.reverse}"
+        return (
+            f"in_features={self.in_features}, cond_features={self.cond_features}, reverse={self.reverse}, "
+            f"max_log_scale={self.max_log_scale}"
+        )
 
 
 class MAF(_AutoregressiveAffine):
@@ -141,7 +154,9 @@ class MAF(_AutoregressiveAffine):
     .. math:: z_i = (x_i - \mu_i(x_{<i}, y))\, e^{-\alpha_i(x_{<i}, y)}, \qquad
         \log\left|\det\frac{\partial z}{\partial x}\right| = -\sum_i \alpha_i(x_{<i}, y),
 
-    with :math:`(\mu, \alpha)` from one :class:`MADE` pass. The inverse
+    with :math:`(\mu, \alpha)` from one :class:`MADE` pass (the MADE's raw log-scale :math:`a` enters as
+    :math:`\alpha = c \tanh(a / c)`, :math:`c` = ``max_log_scale``, so densities stay finite far from
+    the data; ``None`` leaves it unbounded). The inverse
     :math:`x_i = z_i e^{\alpha_i} + \mu_i` is sequential (``in_features`` passes). ``reverse`` flips
     the autoregressive order (alternate it, or put a :class:`Reverse` between layers, when stacking).
     ``cond_features`` makes it conditional on ``y`` of shape ``(batch, cond_features)``.
@@ -159,8 +174,9 @@ class MAF(_AutoregressiveAffine):
         hidden_features: Sequence[int] = (64, 64),
         cond_features: int | None = None,
         reverse: bool = False,
+        max_log_scale: float | None = 3.0,
     ) -> None:
-        super().__init__(in_features, hidden_features, cond_features, reverse)
+        super().__init__(in_features, hidden_features, cond_features, reverse, max_log_scale)
 
     def forward(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward", (2,))
@@ -183,7 +199,8 @@ class IAF(_AutoregressiveAffine):
     .. math:: x_i = z_i\, e^{s_i(z_{<i}, y)} + m_i(z_{<i}, y), \qquad
         \log\left|\det\frac{\partial x}{\partial z}\right| = \sum_i s_i(z_{<i}, y),
 
-    with :math:`(m, s)` from one :class:`MADE` pass on the noise :math:`z`, so a sample and its
+    with :math:`(m, s)` from one :class:`MADE` pass on the noise :math:`z` (:math:`s` bounded by
+    ``max_log_scale`` as in :class:`MAF`), so a sample and its
     log-density come together. As an amortised VAE posterior, pass the encoder's context as ``y``
     (``cond_features``). The inverse is sequential (``in_features`` passes).
 
@@ -200,8 +217,9 @@ class IAF(_AutoregressiveAffine):
         hidden_features: Sequence[int] = (64, 64),
         cond_features: int | None = None,
         reverse: bool = False,
+        max_log_scale: float | None = 3.0,
     ) -> None:
-        super().__init__(in_features, hidden_features, cond_features, reverse)
+        super().__init__(in_features, hidden_features, cond_features, reverse, max_log_scale)
 
     def forward(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward", (2,))

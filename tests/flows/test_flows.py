@@ -164,7 +164,9 @@ CASES = {
         torch.randn,
     ),
     "FlowList-images": (
-        lambda: FlowList([ActNorm2d(2), ChannelConv(2, True), Squeeze(), AffineCoupling(8, scale_translate_net=ResNetST(8))]).eval(),
+        lambda: FlowList(
+            [ActNorm2d(2), ChannelConv(2, True), Squeeze(), AffineCoupling(8, scale_translate_net=ResNetST(8))]
+        ).eval(),
         IMG,
         None,
         torch.randn,
@@ -510,8 +512,9 @@ def test_squeeze_unsqueeze_layout_matches_pixyz():
     assert torch.equal(Unsqueeze()(b)[0], pzf.Unsqueeze()(b))
 
 
-@pytest.mark.parametrize("mask_type,shape", [("channel_wise", (5, 4)), ("checkerboard", (2, 2, 4, 4)),
-                                             ("channel_wise", (2, 4, 3, 3))])
+@pytest.mark.parametrize(
+    "mask_type,shape", [("channel_wise", (5, 4)), ("checkerboard", (2, 2, 4, 4)), ("channel_wise", (2, 4, 3, 3))]
+)
 def test_affine_coupling_matches_pixyz(mask_type, shape):
     c = shape[1]
     net = VecST(c) if len(shape) == 2 else (lambda h: (torch.tanh(h.roll(1, 1)), h.flip(1)))
