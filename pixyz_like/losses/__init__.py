@@ -48,3 +48,32 @@ __all__ = [
     "BatchSum",
     "DetachLoss",
 ]
+
+# Losses beyond the core algebra: score-function gradients, two-sample and adversarial divergences,
+# sequences, data parallelism and importance-weighted bounds.
+from .adversarial import (  # noqa: E402
+    AdversarialJensenShannon,
+    AdversarialKullbackLeibler,
+    AdversarialLoss,
+    AdversarialWassersteinDistance,
+)
+from .iteration import IterativeLoss  # noqa: E402
+from .iw import IWAE, log_marginal  # noqa: E402
+from .mmd import MMD  # noqa: E402
+from .parallel import DataParalleledLoss  # noqa: E402
+from .reinforce import REINFORCE  # noqa: E402
+from .wasserstein import WassersteinDistance  # noqa: E402
+
+__all__ += [
+    "REINFORCE",
+    "MMD",
+    "WassersteinDistance",
+    "AdversarialLoss",
+    "AdversarialJensenShannon",
+    "AdversarialKullbackLeibler",
+    "AdversarialWassersteinDistance",
+    "IterativeLoss",
+    "DataParalleledLoss",
+    "IWAE",
+    "log_marginal",
+]

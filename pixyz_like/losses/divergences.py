@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..distributions.distributions import DistributionBase, _sum_features
+from ..distributions.distributions import _sum_features
 from ..distributions.joint import ReplaceVarDistribution
-from ..distributions.kl import kl_elementwise
+from ..distributions.kl import has_closed_form_kl, kl_elementwise
 from ..errors import NotDefinedError, VariableMismatchError
 from .losses import Expectation, Loss
 
@@ -29,7 +29,12 @@ class KullbackLeibler(Loss):
 
     With ``analytical=True`` the closed form of the two families is used (summed over features, or
     over ``dim``); with ``analytical=False`` it is a Monte Carlo estimate from ``sample_shape`` draws of
-    ``p``. The two distributions must be over the same variables.
+    ``p``, :math:`\frac1S\sum_s \log p(z_s) - \log q(z_s)`; ``analytical="auto"`` takes the closed
+    form when one exists for the two families (see
+    :func:`~pixyz_like.distributions.has_closed_form_kl`) and the Monte Carlo estimate otherwise (a
+    joint, a flow, a mixture...). The formula prints what is computed: :math:`D_{KL}[\cdot\|\cdot]`
+    for the closed form, the expectation for the estimate. The two distributions must be over the
+    same variables.
 
     >>> from pixyz_like.distributions import Normal
     >>> q = Normal(loc="x", scale=1., var=["z"], cond_var=["x"], name="q")
@@ -39,29 +44,37 @@ class KullbackLeibler(Loss):
     D_{KL} \left[q(z|x)||p_{prior}(z) \right]
     >>> kl.eval({"x": torch.ones(1, 2)})
     tensor([1.])
+    >>> p_joint = Normal(loc="z", scale=1., var=["x"], cond_var=["z"]) * prior
+    >>> q_joint = q * Normal(loc=0., scale=2., var=["x"], features_shape=[2])
+    >>> q_joint.name = "q"
+    >>> print(KullbackLeibler(q_joint, p_joint, analytical="auto"))  # joints: Monte Carlo
+    \mathbb{E}_{q(z,x)} \left[\log q(z,x) - \log p(x,z) \right]
     """
 
-    def __init__(self, p, q, dim: int | Sequence[int] | None = None, analytical: bool = True,
+    def __init__(self, p, q, dim: int | Sequence[int] | None = None, analytical: bool | str = True,
                  sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
         if set(p.var) != set(q.var):
             raise VariableMismatchError(
                 f"KullbackLeibler: {p.prob_text} is over {p.var} but {q.prob_text} is over {q.var}; "
                 "a divergence compares distributions over the same variables"
             )
+        if analytical not in (True, False, "auto"):
+            raise TypeError(f"KullbackLeibler: analytical must be True, False or 'auto', got {analytical!r}")
         super().__init__(p.input_var + q.input_var)
         self.p = p
         self.q = q
         self.dim = dim
-        self.analytical = analytical
         self.sample_shape = torch.Size(sample_shape)
-        if analytical:
-            fp, _ = _family(p)
-            fq, _ = _family(q)
-            if not (isinstance(fp, DistributionBase) and isinstance(fq, DistributionBase)):
-                raise NotDefinedError(
-                    f"KullbackLeibler({p.prob_text}, {q.prob_text}): the closed form needs two parametric "
-                    "families; use analytical=False for a Monte Carlo estimate"
-                )
+        closed = has_closed_form_kl(_family(p)[0], _family(q)[0])
+        if analytical is True and not closed:
+            raise NotDefinedError(
+                f"KullbackLeibler({p.prob_text}, {q.prob_text}): no closed form is known for "
+                f"{p.distribution_name or type(p).__name__} against {q.distribution_name or type(q).__name__}; "
+                "use analytical=False (Monte Carlo) or analytical='auto'"
+            )
+        # "auto" resolves once, here: the choice depends only on the two families, never on the data.
+        self.analytical = closed if analytical == "auto" else bool(analytical)
+        if self.analytical:
             self._mc = None
         else:
             self._mc = Expectation(p, p.log_prob() - q.log_prob(), sample_shape=self.sample_shape)

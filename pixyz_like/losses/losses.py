@@ -652,4 +652,8 @@ class Expectation(Loss):
         value, inner = self.f._evaluate(folded, ctx)
         if n > 1 and isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == n * batch:
             value = value.reshape(n, batch, *value.shape[1:]).mean(0)
+        if n == 1:
+            # One draw: report it as (batch, ...), as Pixyz does, so a step's samples can feed the next
+            # step (IterativeLoss's update_value) with the shapes of the inputs.
+            samples = {k: folded[k] for k in samples}
         return value, samples

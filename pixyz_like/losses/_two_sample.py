@@ -1,0 +1,56 @@
+"""Shared plumbing of the losses that compare samples of two distributions (MMD, Wasserstein, adversarial)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._context import EvalContext
+from ..errors import GraphError, MissingVariableError, VariableMismatchError
+from ..utils import infer_batch_n
+
+__all__ = ["check_pair", "batch_size", "draw", "draw_all"]
+
+
+def check_pair(owner: str, p, q, single: bool = True) -> None:
+    """Refuse two distributions over different variables (or over several, when ``single``)."""
+    if set(p.var) != set(q.var):
+        raise VariableMismatchError(
+            f"{owner}: {p.prob_text} is over {p.var} but {q.prob_text} is over {q.var}; "
+            "the two distributions must be over the same variables"
+        )
+    if single and len(p.var) != 1:
+        raise GraphError(f"{owner}: compares distributions over one variable, got {p.var}")
+
+
+def batch_size(owner: str, p, q, x_dict: dict[str, Any], ctx: EvalContext) -> int:
+    """How many samples to draw from a distribution without inputs: the batch size of the inputs.
+
+    It is read from the other distribution's inputs, or from the ``batch_n`` option when neither
+    distribution has any.
+    """
+    n = infer_batch_n(x_dict, p.input_var + q.input_var)
+    if n is None:
+        n = ctx.options.get("batch_n")
+    if n is None:
+        raise MissingVariableError(
+            f"{owner}: neither {p.prob_text} nor {q.prob_text} takes an input to give the batch size; "
+            "pass eval(..., batch_n=N)"
+        )
+    return int(n)
+
+
+def draw_all(p, x_dict: dict[str, Any], ctx: EvalContext, batch_n: int, reparam: bool = True) -> dict[str, Any]:
+    """One sample of each of ``p``'s variables per data point, each ``(batch, *features)``.
+
+    Only ``p``'s own inputs are passed on: a generator ``p(x)`` must draw ``x`` even when the data
+    ``x`` is in the input dict (a joint keeps the value of a variable it is given).
+    """
+    inputs = {v: x_dict[v] for v in p.input_var}
+    return p._sample(inputs, ctx, None if p.input_var else batch_n, torch.Size(), reparam and p.has_reparam, False)
+
+
+def draw(p, x_dict: dict[str, Any], ctx: EvalContext, batch_n: int, reparam: bool = True) -> torch.Tensor:
+    """One sample of ``p``'s single variable per data point (see :func:`draw_all`)."""
+    return draw_all(p, x_dict, ctx, batch_n, reparam)[p.var[0]]
