@@ -3,6 +3,7 @@ r""":class:`CustomProb`: a distribution given by a user-written log-density."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,7 +81,7 @@ class CustomProb(Distribution):
             f"{self._owner()}: a CustomProb is defined by its log-density only and cannot be sampled"
         )
 
-    def sample(self, *args, **kwargs):
+    def sample(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Not available: a CustomProb cannot be sampled (raises :class:`NotDefinedError`)."""
         return self._sample({}, None, None, torch.Size(), False, False)
 

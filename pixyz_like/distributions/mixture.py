@@ -261,7 +261,13 @@ class MixtureModel(Distribution):
             raise _no_feature_split(self._owner())
         return torch.logsumexp(self._log_joint(x_dict, ctx, feature_dims), dim=-1)
 
-    def get_log_prob(self, x_dict=None, sum_features=True, feature_dims=None, return_hidden=False):
+    def get_log_prob(
+        self,
+        x_dict: Mapping[str, Any] | None = None,
+        sum_features: bool = True,
+        feature_dims: Sequence[int] | None = None,
+        return_hidden: bool = False,
+    ) -> torch.Tensor:
         """:math:`\\log p(x)`, or with ``return_hidden`` the table :math:`\\log p(x, z=i)`, shape ``(K, ...)``."""
         if not return_hidden:
             return super().get_log_prob(x_dict, sum_features, feature_dims)
@@ -288,8 +294,16 @@ class MixtureModel(Distribution):
     def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
         return {self._var[0]: self._sample_both(x_dict, ctx, batch_n, sample_shape, sample_mean)[0]}
 
-    def sample(self, x_dict=None, batch_n=None, sample_shape=(), return_all=True, reparam=False,
-               sample_mean=False, return_hidden=False):
+    def sample(
+        self,
+        x_dict: Mapping[str, Any] | None = None,
+        batch_n: int | None = None,
+        sample_shape: Sequence[int] | torch.Size = (),
+        return_all: bool = True,
+        reparam: bool = False,
+        sample_mean: bool = False,
+        return_hidden: bool = False,
+    ) -> dict[str, torch.Tensor]:
         """Draw ``x`` (and, with ``return_hidden``, the one-hot component ``z``); see ``Distribution.sample``."""
         x_dict = self._as_dict(x_dict, "sample")
         self._require(x_dict, self.input_var, "sample")

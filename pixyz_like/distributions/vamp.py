@@ -143,6 +143,12 @@ class VampPrior(Distribution):
                 f"{self._owner()}: variable {self._var[0]!r} must have shape (*sample_shape, batch, *features), "
                 f"got {tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}"
             )
+        trail = torch.broadcast_shapes(*[v.shape[1:] for v in params.values()])
+        if tuple(z.shape[z.ndim - n_trail:]) != tuple(trail[len(trail) - n_trail:]):
+            raise ShapeError(
+                f"{self._owner()}: variable {self._var[0]!r} has shape {tuple(z.shape)}, but its components "
+                f"have features {tuple(trail)}: expected (*sample_shape, batch, {', '.join(map(str, trail))})"
+            )
         # z: (..., batch, *features) -> (..., batch, 1, *features), against (K, *features): (..., batch, K).
         lp = fam._log_prob_value(params, z.unsqueeze(z.ndim - n_trail))
         n_feat = n_trail - fam.event_ndim

@@ -320,6 +320,8 @@ def test_vamp_prior_sampling():
     # In a Monte Carlo KL against the encoder (the VampPrior VAE's regulariser).
     kl = KullbackLeibler(q, prior, analytical=False, sample_shape=[3]).eval({"x": torch.randn(6, 2)})
     assert kl.shape == (6,) and torch.isfinite(kl).all()
+    with pytest.raises(ShapeError, match=r"VampPrior.*expected \(\*sample_shape, batch, 2\)"):
+        prior.get_log_prob({"z": torch.zeros(6, 3)})
     with pytest.raises(ParameterError, match="n_components and input_shape"):
         VampPrior(q)
     with pytest.raises(GraphError, match="exactly one"):
