@@ -47,6 +47,11 @@ __all__ += [
     "Gamma",
 ]
 
+# Flow-based distributions (pixyz_like.flows).
+from .flow_distribution import InverseTransformedDistribution, TransformedDistribution  # noqa: E402
+
+__all__ += ["TransformedDistribution", "InverseTransformedDistribution"]
+
 from .custom import CustomProb  # noqa: E402
 from .mixture import MixtureModel, MixtureOfNormal, PosteriorMixtureModel  # noqa: E402
 from .poe import ElementWiseProductOfNormal, ProductOfNormal  # noqa: E402
