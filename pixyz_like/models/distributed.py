@@ -215,9 +215,7 @@ def all_reduce_gradients(params: Any) -> None:
     for _, ps in sorted(groups.items(), key=lambda kv: str(kv[0])):
         # One flag per parameter rides along: a parameter no process computed a gradient for gets
         # its gradient back to None, so the optimizer skips it as it would on one process.
-        flags = torch.tensor(
-            [float(present[id(p)]) for p in ps], dtype=ps[0].grad.dtype, device=ps[0].grad.device
-        )
+        flags = torch.tensor([float(present[id(p)]) for p in ps], dtype=ps[0].grad.dtype, device=ps[0].grad.device)
         flat = torch.cat([p.grad.reshape(-1) for p in ps] + [flags])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= world

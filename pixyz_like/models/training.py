@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
@@ -97,6 +98,11 @@ class Callback:
         """Called once when training ends."""
 
 
+def _tb_tag(tag: str) -> str:
+    """A term's tag as TensorBoard accepts it: ``KL[q(z|x)||p_prior(z)]`` becomes ``KL_q_z_x_p_prior_z``."""
+    return "/".join(re.sub(r"[^-\w.]+", "_", part).strip("_") for part in tag.split("/"))
+
+
 class TensorBoardLogger(Callback):
     """Write every step's loss, named terms, learning rates and schedules, the epoch means of the
     train and test losses and terms, and image grids, to TensorBoard (tensorboardX). Rank 0 only.
@@ -111,7 +117,9 @@ class TensorBoardLogger(Callback):
         every_n_steps: write step scalars every this many steps.
 
     Tags: ``train/<name>`` and ``lr/...``, ``schedule/...`` per step; ``train_epoch/<name>`` and
-    ``test/<name>`` per epoch; all against the global step.
+    ``test/<name>`` per epoch; all against the global step. A term's name is its tag from
+    ``Loss.eval(..., return_terms=True)`` with the characters TensorBoard refuses replaced by ``_``
+    (``train/KL_q_z_x_p_prior_z``).
 
     >>> import tempfile
     >>> logger = TensorBoardLogger(tempfile.mkdtemp(), image_shape=(1, 28, 28))
@@ -141,16 +149,16 @@ class TensorBoardLogger(Callback):
             return
         for k, v in logs.items():
             tag = k if k.startswith(("lr/", "schedule/")) else f"train/{k}"
-            self.writer.add_scalar(tag, v, state.step)
+            self.writer.add_scalar(_tb_tag(tag), v, state.step)
 
     def on_epoch_end(self, model, state, logs):
         if self.writer is None:
             return
         for k, v in logs.items():
             if k.startswith("train/"):
-                self.writer.add_scalar("train_epoch/" + k[len("train/") :], v, state.step)
+                self.writer.add_scalar(_tb_tag("train_epoch/" + k[len("train/") :]), v, state.step)
             elif k.startswith("test/"):
-                self.writer.add_scalar(k, v, state.step)
+                self.writer.add_scalar(_tb_tag(k), v, state.step)
         if self.images is not None:
             import torchvision
 
@@ -163,9 +171,7 @@ class TensorBoardLogger(Callback):
                 if imgs.ndim == 3:  # (N, H, W): one channel
                     imgs = imgs.unsqueeze(1)
                 nrow = max(1, int(math.sqrt(imgs.shape[0])))
-                self.writer.add_image(
-                    tag, torchvision.utils.make_grid(imgs.clamp(0, 1), nrow=nrow), state.step
-                )
+                self.writer.add_image(tag, torchvision.utils.make_grid(imgs.clamp(0, 1), nrow=nrow), state.step)
         self.writer.flush()
 
     def on_fit_end(self, model, state):
@@ -209,9 +215,7 @@ def _set_rng_state(state: Mapping[str, Any], loader: Any) -> None:
         import numpy as np
 
         s = state["numpy"]
-        np.random.set_state(
-            (s["name"], s["key"].numpy().astype("uint32"), s["pos"], s["has_gauss"], s["gauss"])
-        )
+        np.random.set_state((s["name"], s["key"].numpy().astype("uint32"), s["pos"], s["has_gauss"], s["gauss"]))
     gen = getattr(getattr(loader, "sampler", None), "generator", None)
     if "sampler" in state and isinstance(gen, torch.Generator):
         gen.set_state(state["sampler"])
@@ -239,9 +243,7 @@ def _batch_to_dict(batch: Any, keys: Sequence[str | None] | None) -> dict[str, A
         batch = (batch,)
     if not isinstance(batch, (tuple, list)) or len(batch) != len(keys):
         n = len(batch) if isinstance(batch, (tuple, list)) else type(batch).__name__
-        raise ValueError(
-            f"Model.fit(): keys={tuple(keys)} names {len(keys)} elements but the loader yields {n}"
-        )
+        raise ValueError(f"Model.fit(): keys={tuple(keys)} names {len(keys)} element(s) but each batch has {n}")
     return {k: v for k, v in zip(keys, batch, strict=True) if k is not None}
 
 
@@ -265,15 +267,11 @@ class _Batches:
             raise ValueError(f"Model.fit(): {clash} come both from the loader and from schedules")
         missing = [v for v in loss.input_var if v not in x_dict and v not in self.schedules]
         if missing:
-            err = missing_variable_error(
-                f"Model.fit(): the {what} loss {loss}", "each batch", missing, x_dict
-            )
+            err = missing_variable_error(f"Model.fit(): the {what} loss {loss}", "each batch", missing, x_dict)
             hint = "" if isinstance(batch, Mapping) else f" (named by keys={tuple(self.keys)})"
             raise MissingVariableError(f"{err}{hint}")
         for name, schedule in self.schedules.items():
-            x_dict[name] = torch.tensor(
-                float(schedule(step)), dtype=torch.get_default_dtype(), device=self.device
-            )
+            x_dict[name] = torch.tensor(float(schedule(step)), dtype=torch.get_default_dtype(), device=self.device)
         return x_dict
 
 
@@ -328,8 +326,7 @@ class _LossFn:
 
     def _fall_back(self, e: BaseException) -> None:
         warnings.warn(
-            f"Model.fit(compile=True): torch.compile is unavailable here ({type(e).__name__}: {e}); "
-            "training eagerly",
+            f"Model.fit(compile=True): torch.compile is unavailable here ({type(e).__name__}: {e}); training eagerly",
             RuntimeWarning,
             stacklevel=4,
         )
@@ -408,9 +405,7 @@ def fit(
     if not isinstance(accumulate, int) or accumulate < 1:
         raise ValueError(f"Model.fit(): accumulate must be a positive integer, got {accumulate!r}")
     if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-        raise ValueError(
-            f"Model.fit(): checkpoint_every must be a positive integer, got {checkpoint_every!r}"
-        )
+        raise ValueError(f"Model.fit(): checkpoint_every must be a positive integer, got {checkpoint_every!r}")
     schedules = dict(schedules or {})
     options = dict(options or {})
     model._check_options("Model.fit()", model.loss_cls, options)
@@ -418,13 +413,10 @@ def fit(
     for name, schedule in schedules.items():
         if name not in known:
             raise ValueError(
-                f"Model.fit(): schedule {name!r} names no variable of the loss; its variables are "
-                f"{sorted(known)}"
+                f"Model.fit(): schedule {name!r} names no variable of the loss; its variables are {sorted(known)}"
             )
         if not callable(schedule):
-            raise TypeError(
-                f"Model.fit(): schedule {name!r} must be a function of the step, got {schedule!r}"
-            )
+            raise TypeError(f"Model.fit(): schedule {name!r} must be a function of the step, got {schedule!r}")
     custom_step = type(model).train is not Model.train
     if custom_step and (accumulate != 1 or amp or compile):
         raise ValueError(
@@ -523,8 +515,8 @@ def fit(
         for name, opt in optimizers.items():
             for i, g in enumerate(opt.param_groups):
                 logs[f"lr/{name}" + (f"/{i}" if len(opt.param_groups) > 1 else "")] = float(g["lr"])
-        for name, schedule in schedules.items():
-            logs[f"schedule/{name}"] = float(schedule(state.step))
+        for name, schedule in schedules.items():  # the value this step used (the step before the increment)
+            logs[f"schedule/{name}"] = float(schedule(state.step - 1))
         return logs
 
     def optimizer_step(group: int) -> None:
@@ -625,9 +617,7 @@ def fit(
                         if not distributed:
                             check_finite(bad)
                     scaled = loss / accumulate
-                    (scaler.scale(scaled) if scaler is not None else scaled).backward(
-                        retain_graph=model.retain_graph
-                    )
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward(retain_graph=model.retain_graph)
                     group += 1
                     group_loss += float(loss.detach()) * n
                     for k, v in _term_values(terms).items():
@@ -638,9 +628,7 @@ def fit(
                     check_finite(bad)
                     optimizer_step(group)
                     state.step += 1
-                    logs = log_step(
-                        group_loss / group_n, {k: v / group_n for k, v in group_terms.items()}, group_n
-                    )
+                    logs = log_step(group_loss / group_n, {k: v / group_n for k, v in group_terms.items()}, group_n)
                     group, group_loss, group_terms, group_n = 0, 0.0, {}, 0
                 if bar is not None:
                     bar.set_postfix(loss=f"{logs['loss']:.4g}")
@@ -655,9 +643,7 @@ def fit(
                     check_finite(bad)
                     optimizer_step(group)
                     state.step += 1
-                    logs = log_step(
-                        group_loss / group_n, {k: v / group_n for k, v in group_terms.items()}, group_n
-                    )
+                    logs = log_step(group_loss / group_n, {k: v / group_n for k, v in group_terms.items()}, group_n)
                     for cb in callbacks:
                         cb.on_step_end(model, state, logs)
                 if bar is not None:
@@ -698,9 +684,7 @@ def _epoch_logs(run: Mapping[str, Any], state: FitState) -> dict[str, float]:
     return logs
 
 
-def _test(
-    model: Model, loader: Iterable, batches: _Batches, step: int, options, custom_test: bool
-) -> dict[str, float]:
+def _test(model: Model, loader: Iterable, batches: _Batches, step: int, options, custom_test: bool) -> dict[str, float]:
     """Mean test loss and terms over the loader, weighted by batch size (and summed over processes)."""
     sums: dict[str, float] = {}
     count = 0
@@ -717,7 +701,5 @@ def _test(
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v * n
         count += n
-    total = pdist.all_reduce_sum(
-        torch.tensor([float(count)] + list(sums.values()), dtype=torch.float64)
-    ).tolist()
+    total = pdist.all_reduce_sum(torch.tensor([float(count)] + list(sums.values()), dtype=torch.float64)).tolist()
     return {f"test/{k}": v / max(total[0], 1.0) for k, v in zip(sums, total[1:], strict=True)}
