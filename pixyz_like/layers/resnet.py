@@ -18,9 +18,7 @@ from ..errors import ShapeError
 __all__ = ["ResNet", "ResidualBlock"]
 
 
-def _wn_conv(
-    in_channels: int, out_channels: int, kernel_size: int, padding: int, bias: bool = True
-) -> nn.Module:
+def _wn_conv(in_channels: int, out_channels: int, kernel_size: int, padding: int, bias: bool = True) -> nn.Module:
     return weight_norm(nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=bias))
 
 
@@ -80,9 +78,7 @@ class ResNet(nn.Module):
         self.in_conv = _wn_conv(2 * in_channels, mid_channels, kernel_size, padding, bias=True)
         self.in_skip = _wn_conv(mid_channels, mid_channels, 1, 0, bias=True)
         self.blocks = nn.ModuleList([ResidualBlock(mid_channels, mid_channels) for _ in range(num_blocks)])
-        self.skips = nn.ModuleList(
-            [_wn_conv(mid_channels, mid_channels, 1, 0, bias=True) for _ in range(num_blocks)]
-        )
+        self.skips = nn.ModuleList([_wn_conv(mid_channels, mid_channels, 1, 0, bias=True) for _ in range(num_blocks)])
         self.out_norm = nn.BatchNorm2d(mid_channels)
         self.out_conv = _wn_conv(mid_channels, out_channels, 1, 0, bias=True)
 
