@@ -58,6 +58,9 @@ class GAN(Model):
     (False, False)
     """
 
+    #: Names of the values :meth:`train` returns, used by ``Model.fit`` for its logs.
+    loss_names = ("loss", "d_loss")
+
     def __init__(
         self,
         p,
