@@ -694,7 +694,10 @@ def _test(model: Model, loader: Iterable, batches: _Batches, step: int, options,
         if custom_test:
             out = model.test(x_dict, **options)
             losses = out if isinstance(out, tuple) else (out,)
-            values = {("loss" if i == 0 else f"loss_{i + 1}"): float(v) for i, v in enumerate(losses)}
+            names = list(getattr(model, "loss_names", ())) or ["loss"] + [
+                f"loss_{i + 2}" for i in range(len(losses) - 1)
+            ]
+            values = {nm: float(v) for nm, v in zip(names, losses, strict=False)}
         else:
             loss, terms = model.test(x_dict, return_terms=True, **options)
             values = {"loss": float(loss), **_term_values(terms)}

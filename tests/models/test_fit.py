@@ -242,15 +242,20 @@ class TwoLosses(Model):
         loss = super().train(train_x_dict, **options)
         return loss, 2 * loss
 
+    def test(self, test_x_dict=None, **options):
+        loss = super().test(test_x_dict, **options)
+        return loss, 2 * loss
+
 
 def test_subclass_with_own_train_step():
     inner = make_regression()
     model = TwoLosses(inner.loss_cls, distributions=list(inner.distributions))
     rec = Record()
-    hist = model.fit(reg_loader(), 2, keys=("x", "y"), callbacks=[rec], progress=False)
+    hist = model.fit(reg_loader(), 2, reg_loader(), keys=("x", "y"), callbacks=[rec], progress=False)
     for _, logs in rec.steps:
         assert logs["d_loss"] == pytest.approx(2 * logs["loss"])
     assert hist[-1]["train/d_loss"] == pytest.approx(2 * hist[-1]["train/loss"])
+    assert {"test/loss", "test/d_loss"} <= set(hist[-1])
     with pytest.raises(ValueError, match="own train"):
         model.fit(reg_loader(), 1, keys=("x", "y"), accumulate=2, progress=False)
 
