@@ -37,6 +37,7 @@ __all__ = [
     "plot_density_2d",
     "one_hot",
     "cycle",
+    "binarize",
     "mlp",
     "NormalMLP",
     "BernoulliMLP",
@@ -128,6 +129,11 @@ def loaders(args: argparse.Namespace, train, test, drop_last: bool = False) -> t
 def one_hot(y: torch.Tensor, n: int = 10) -> torch.Tensor:
     """Class indices to float one-hot vectors."""
     return torch.nn.functional.one_hot(y, n).to(torch.get_default_dtype())
+
+
+def binarize(x: torch.Tensor) -> torch.Tensor:
+    """Dynamic binarisation (Salakhutdinov & Murray, 2008): a fresh Bernoulli draw of every grey level."""
+    return torch.bernoulli(x)
 
 
 def cycle(iterable: Iterable):

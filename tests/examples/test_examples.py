@@ -40,6 +40,6 @@ def test_example_smoke(path, tmp_path, capsys):
     assert len(losses) >= 2, "a smoke run must train for at least two epochs to show the loss falling"
     assert all(math.isfinite(v) for v in losses + history.get("test", [])), losses
     assert losses[-1] < losses[0], f"the training loss did not fall: {losses}"
-    figures = list(tmp_path.glob("*.png"))
+    figures = list(tmp_path.rglob("*.png"))
     assert figures, "the example wrote no PNG figure"
-    assert list(tmp_path.glob("events.out.tfevents.*")), "the example wrote no TensorBoard log"
+    assert list(tmp_path.rglob("events.out.tfevents.*")), "the example wrote no TensorBoard log"

@@ -1,0 +1,101 @@
+"""A generative adversarial network (Goodfellow et al., 2014) on MNIST, with the ``GAN`` model class.
+
+    p(x) = integral p(x|z) p(z) dz,  p(x|z) a deterministic generator,  p(z) = N(0, I), dim z = 100
+    critic d(t|x) = sigmoid(f(x)), the probability that x is data
+    critic:    max  E_p_data[log d(x)] + E_p[log(1 - d(x))]
+    generator: min  D_JS^Adv[p_data(x) || p(x)]  (non-saturating form, - E_p[log d(x)] up to a constant)
+
+Each step updates the critic, then the generator (``GAN.train`` returns both losses). The history's
+``train`` entry is the critic's loss, which falls as the critic learns to tell data from samples
+(a generator loss has no reason to fall); the generator's is ``generator``. Architectures follow
+Pixyz's GAN notebook (MLP generator 100-128-256-512-1024-784 with batch norm, MLP critic
+784-512-256-1); Adam 2e-4, betas (0.5, 0.999). Figures: generated digits per epoch.
+
+    python examples/gan.py --epochs 10 --data-dir ../shared/data/mnist/raw
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from _common import fit, loaders, make_parser, mnist, prepare, save_grid
+from torch import nn, optim
+
+from pixyz_like.distributions import Deterministic, Normal
+from pixyz_like.models import GAN
+
+X_DIM, Z_DIM = 784, 100
+
+
+class Generator(Deterministic):
+    """x = g(z): an MLP with batch norm and a sigmoid output (grey levels)."""
+
+    def __init__(self) -> None:
+        super().__init__(var=["x"], cond_var=["z"], name="p")
+
+        def block(a, b, norm=True):
+            return [nn.Linear(a, b), *([nn.BatchNorm1d(b)] if norm else []), nn.LeakyReLU(0.2)]
+
+        self.net = nn.Sequential(*block(Z_DIM, 128, norm=False), *block(128, 256), *block(256, 512),
+                                 *block(512, 1024), nn.Linear(1024, X_DIM), nn.Sigmoid())
+
+    def forward(self, z):
+        return {"x": self.net(z)}
+
+
+class Critic(Deterministic):
+    """t = d(x), the probability that x comes from the data."""
+
+    def __init__(self) -> None:
+        super().__init__(var=["t"], cond_var=["x"], name="d")
+        self.net = nn.Sequential(nn.Linear(X_DIM, 512), nn.LeakyReLU(0.2), nn.Linear(512, 256), nn.LeakyReLU(0.2),
+                                 nn.Linear(256, 1), nn.Sigmoid())
+
+    def forward(self, x):
+        return {"t": self.net(x)}
+
+
+def build(device: str = "cpu", lr: float = 2e-4):
+    """The generator, its marginal ``p(x)``, the critic and the GAN model."""
+    generator, critic = Generator(), Critic()
+    prior = Normal(loc=0.0, scale=1.0, var=["z"], features_shape=[Z_DIM], name="p_{prior}")
+    p = (generator * prior).marginalize_var("z")
+    adam = {"lr": lr, "betas": (0.5, 0.999)}
+    model = GAN(p, critic, optimizer=optim.Adam, optimizer_params=adam, d_optimizer=optim.Adam,
+                d_optimizer_params=adam, device=device)
+    return generator, prior, p, critic, model
+
+
+def main(argv=None) -> dict:
+    """Train; returns the per-epoch critic losses (``train``, ``test``) and generator losses."""
+    args = make_parser(__doc__, "runs/gan", lr=2e-4).parse_args(argv)
+    writer = prepare(args)
+    train_loader, test_loader = loaders(args, *mnist(args), drop_last=True)  # batch norm needs > 1 row
+    generator, prior, p, critic, model = build(args.device, args.lr)
+    print(p.prob_joint_factorized_and_text)
+    print(model)
+    z_fixed = torch.randn(64, Z_DIM, device=args.device)
+    g_losses: list[float] = []
+
+    def train_step(b):
+        loss, d_loss = model.train({"x": b[0]})
+        g_losses.append(float(loss))
+        return d_loss, {"generator": loss, "critic": d_loss}
+
+    def test_step(b):
+        loss, d_loss = model.test({"x": b[0]})
+        return d_loss, {"generator": loss, "critic": d_loss}
+
+    def figures(epoch):
+        generator.eval()
+        save_grid(generator.sample({"z": z_fixed})["x"], os.path.join(args.out, f"samples_epoch{epoch}.png"))
+        generator.train()
+        n = len(train_loader)
+        return {"generator": sum(g_losses[-n:]) / n}
+
+    return fit(args, writer, train_loader, test_loader, train_step, test_step, figures)
+
+
+if __name__ == "__main__":
+    main()

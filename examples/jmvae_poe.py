@@ -1,0 +1,85 @@
+"""JMVAE with a product-of-experts joint encoder on MNIST images x and labels y.
+
+The joint posterior is not a separate network but the product of the unimodal experts and the prior
+(Wu & Goodman, 2018), so it is defined whatever modalities are present:
+
+    q(z|x,y) proportional to p(z) q(z|x) q(z|y)        (Gaussian experts: precisions add)
+    loss = mean( - E_q(z|x,y)[log p(x|z) + log p(y|z)] + KL[q(z|x,y)||p(z)]
+                 + KL[q(z|x,y)||q(z|x)] + KL[q(z|x,y)||q(z|y)] )
+
+784/10-512-512-64 networks, grey levels as Bernoulli targets (Pixyz's JMVAE-PoE notebook). Figures:
+images generated from labels alone (the PoE with the x expert absent) and reconstructions.
+
+    python examples/jmvae_poe.py --epochs 10 --data-dir ../shared/data/mnist/raw
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from _common import (
+    BernoulliMLP,
+    CategoricalMLP,
+    NormalMLP,
+    fit,
+    loaders,
+    make_parser,
+    mnist,
+    one_hot,
+    prepare,
+    save_grid,
+)
+from torch import optim
+
+from pixyz_like.distributions import Normal, ProductOfNormal
+from pixyz_like.losses import KullbackLeibler
+from pixyz_like.models import VAE
+
+X_DIM, Y_DIM, Z_DIM = 784, 10, 64
+
+
+def build(device: str = "cpu", lr: float = 1e-3):
+    """The experts, the PoE posterior, the decoders and the VAE model; returns ``(dists, model)``."""
+    q_x = NormalMLP("z", ["x"], X_DIM, Z_DIM, name="q")
+    q_y = NormalMLP("z", ["y"], Y_DIM, Z_DIM, name="q")
+    q = ProductOfNormal([q_x, q_y], name="q")
+    p_x = BernoulliMLP("x", ["z"], Z_DIM, X_DIM, name="p")
+    p_y = CategoricalMLP("y", ["z"], Z_DIM, Y_DIM, name="p")
+    prior = Normal(loc=0.0, scale=1.0, var=["z"], features_shape=[Z_DIM], name="p_{prior}")
+    regularizer = KullbackLeibler(q, prior) + KullbackLeibler(q, q_x) + KullbackLeibler(q, q_y)
+    model = VAE(q, p_x * p_y, other_distributions=[q_x, q_y, p_x, p_y], regularizer=regularizer,
+                optimizer=optim.Adam, optimizer_params={"lr": lr}, device=device)
+    return {"q": q, "q_x": q_x, "q_y": q_y, "p_x": p_x, "p_y": p_y, "prior": prior}, model
+
+
+def main(argv=None) -> dict:
+    """Train; returns the history of per-epoch train/test losses."""
+    args = make_parser(__doc__, "runs/jmvae_poe").parse_args(argv)
+    writer = prepare(args)
+    train_loader, test_loader = loaders(args, *mnist(args))
+    d, model = build(args.device, args.lr)
+    print(d["q"].prob_joint_factorized_and_text)
+    print(model)
+    y_grid = one_hot(torch.arange(Y_DIM).repeat(8)).to(args.device)
+    x_fixed, y_fixed = next(iter(test_loader))
+    x_fixed, y_fixed = x_fixed[:32].to(args.device), one_hot(y_fixed[:32]).to(args.device)
+
+    def figures(epoch):
+        z = d["q"].sample({"y": y_grid})["z"]  # x absent: the product of the prior and q(z|y)
+        save_grid(d["p_x"].sample_mean({"z": z}), os.path.join(args.out, f"samples_from_labels_epoch{epoch}.png"),
+                  nrow=Y_DIM)
+        z = d["q"].sample({"x": x_fixed, "y": y_fixed}, sample_mean=True)["z"]
+        save_grid(torch.cat([x_fixed, d["p_x"].sample_mean({"z": z})]),
+                  os.path.join(args.out, f"reconstruction_epoch{epoch}.png"))
+
+    def batch(b):
+        return {"x": b[0], "y": one_hot(b[1])}
+
+    return fit(args, writer, train_loader, test_loader,
+               lambda b: model.train(batch(b), return_terms=True),
+               lambda b: model.test(batch(b), return_terms=True), figures)
+
+
+if __name__ == "__main__":
+    main()
