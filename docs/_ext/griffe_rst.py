@@ -83,11 +83,16 @@ def rst_to_markdown(text: str) -> str:
 
     >>> rst_to_markdown("See :class:`~a.B` and :math:`x^2`.")
     'See `B` and \\(x^2\\).'
+    >>> rst_to_markdown("a :math:`x +\n    y` b")
+    'a \\(x + y\\) b'
     >>> rst_to_markdown("Example:\n>>> 1 + 1\n2").splitlines()
     ['Example:', '', '```pycon', '>>> 1 + 1', '2', '```']
     >>> rst_to_markdown("Args:\n    a, b: sizes.\n        More.\n    c: other.").splitlines()
     ['Args:', '    a: sizes.', '        More.', '    b: see ``a``.', '    c: other.']
     """
+    # Roles first, on the whole text: a formula may wrap onto the next line.
+    text = _MATH_ROLE.sub(lambda mm: f"\\({' '.join(mm.group(1).split())}\\)", text)
+    text = _ROLE.sub(_role, text)
     lines = _split_multi_args(text.splitlines())
     out: list[str] = []
     i = 0
@@ -131,8 +136,7 @@ def rst_to_markdown(text: str) -> str:
                 i += 1
             out.extend([f"{indent}$$", *(indent + f for f in formula), f"{indent}$$"])
             continue
-        line = _MATH_ROLE.sub(lambda mm: f"\\({mm.group(1)}\\)", line)
-        out.append(_ROLE.sub(_role, line))
+        out.append(line)
         i += 1
     return "\n".join(out)
 
