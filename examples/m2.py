@@ -78,12 +78,12 @@ class SumOverClasses(Loss):
         return (log_w.exp() * value.reshape(k, batch)).sum(0), {}
 
 
-def build(alpha: float, device: str = "cpu", lr: float = 1e-3):
+def build(alpha: float, device: str = "cpu", lr: float = 1e-3, z_dim: int = Z_DIM):
     """The distributions, the semi-supervised loss, the test loss and the Model."""
-    q = NormalMLP("z", ["x", "y"], X_DIM + Y_DIM, Z_DIM, name="q")
-    p = BernoulliMLP("x", ["z", "y"], Z_DIM + Y_DIM, X_DIM, name="p")
+    q = NormalMLP("z", ["x", "y"], X_DIM + Y_DIM, z_dim, name="q")
+    p = BernoulliMLP("x", ["z", "y"], z_dim + Y_DIM, X_DIM, name="p")
     classifier = CategoricalMLP("y", ["x"], X_DIM, Y_DIM, name="q")
-    prior_z = Normal(loc=0.0, scale=1.0, var=["z"], features_shape=[Z_DIM], name="p_{prior}")
+    prior_z = Normal(loc=0.0, scale=1.0, var=["z"], features_shape=[z_dim], name="p_{prior}")
     prior_y = Categorical(probs=torch.full((Y_DIM,), 1.0 / Y_DIM), var=["y"], name="p_{prior}")
 
     def bound(q, p):
@@ -129,6 +129,7 @@ def main(argv=None) -> dict:
     """Train; returns the history of losses and test accuracy per epoch."""
     parser = make_parser(__doc__, "runs/m2")
     parser.add_argument("--labels", type=int, default=100, help="number of labelled digits (balanced)")
+    parser.add_argument("--z-dim", type=int, default=Z_DIM, help="dimension of the style variable z")
     parser.add_argument("--alpha", type=float, default=None,
                         help="weight of the classification term (default 0.1 x batches per epoch, after "
                              "Kingma et al.'s 0.1 N)")
@@ -140,11 +141,11 @@ def main(argv=None) -> dict:
     g = torch.Generator().manual_seed(args.seed + 1)
     labelled_loader = DataLoader(Subset(train, labelled_idx), batch_size=args.batch_size, shuffle=True, generator=g)
     alpha = args.alpha if args.alpha is not None else 0.1 * (len(unlabelled_loader) + len(labelled_loader))
-    p, q, classifier, loss, model = build(alpha, args.device, args.lr)
+    p, q, classifier, loss, model = build(alpha, args.device, args.lr, args.z_dim)
     print("Loss:", loss)
     print(model)
     labelled_batches = cycle(labelled_loader)
-    z_fixed = torch.randn(8, 1, Z_DIM, device=args.device).expand(8, Y_DIM, Z_DIM).reshape(-1, Z_DIM)
+    z_fixed = torch.randn(8, 1, args.z_dim, device=args.device).expand(8, Y_DIM, args.z_dim).reshape(-1, args.z_dim)
     y_grid = one_hot(torch.arange(Y_DIM).repeat(8)).to(args.device)
 
     def train_step(b):
