@@ -42,6 +42,9 @@ __all__ = [
     "NormalMLP",
     "BernoulliMLP",
     "CategoricalMLP",
+    "ScaleTranslate",
+    "ImageScaleTranslate",
+    "multiscale_flow",
 ]
 
 StepFn = Callable[[Any], tuple[torch.Tensor, Mapping[str, torch.Tensor]]]
@@ -322,3 +325,85 @@ class CategoricalMLP(_MLPMixin, Categorical):
 
     def forward(self, **inputs):
         return {"probs": F.softmax(self.fc_out(self._h(inputs)), dim=-1)}
+
+
+# ---------------------------------------------------------------------------------------------- flows
+class ScaleTranslate(nn.Module):
+    """(s, t) of a vector coupling layer: an MLP of the masked input (and of a condition y); s bounded by tanh."""
+
+    def __init__(self, features: int, hidden: int = 64, cond_features: int = 0, n_hidden: int = 2) -> None:
+        super().__init__()
+        self.net = mlp([features + cond_features, *[hidden] * n_hidden, 2 * features])
+        self.features = features
+
+    def forward(self, h, y=None):
+        out = self.net(h if y is None else torch.cat([h, y], -1))
+        return torch.tanh(out[:, : self.features]), out[:, self.features:]
+
+
+class ImageScaleTranslate(nn.Module):
+    """(s, t) of an image coupling layer: a ResNet of the masked image; s = scale * tanh(.)."""
+
+    def __init__(self, channels: int, mid_channels: int, num_blocks: int) -> None:
+        super().__init__()
+        from pixyz_like.layers import ResNet
+
+        self.net = ResNet(channels, mid_channels, 2 * channels, num_blocks=num_blocks, kernel_size=3, padding=1,
+                          double_after_norm=True)
+        self.scale = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.channels = channels
+
+    def forward(self, h, y=None):
+        out = self.net(h)
+        s, t = out[:, : self.channels], out[:, self.channels:]
+        return self.scale * torch.tanh(s), t
+
+
+def multiscale_flow(shape: tuple[int, int, int], n_scales: int, n_steps: int, mid_channels: int, num_blocks: int,
+                    glow: bool = False):
+    """A multi-scale image flow and the shape of its output (what the prior is over).
+
+    RealNVP (Dinh et al., 2017): each scale is ``n_steps`` checkerboard couplings, a squeeze, ``n_steps``
+    channel-wise couplings and a split that factors out half the channels (scored by a learned
+    Gaussian); the last scale is ``n_steps + 1`` checkerboard couplings. Glow (Kingma & Dhariwal, 2018):
+    each scale is a squeeze, ``n_steps`` steps of (actnorm, invertible 1x1 convolution, channel-wise
+    coupling) and a split (none after the last scale). Data are dequantised and logit-transformed first.
+    """
+    from pixyz_like.flows import (
+        ActNorm2d,
+        AffineCoupling,
+        ChannelConv,
+        FlowList,
+        Preprocess,
+        Split,
+        Squeeze,
+    )
+
+    c, h, w = shape
+    layers: list = [Preprocess()]
+
+    def coupling(ch, mask, i):
+        return AffineCoupling(ch, mask_type=mask, scale_translate_net=ImageScaleTranslate(ch, mid_channels, num_blocks),
+                              inverse_mask=i % 2 == 1)
+
+    for scale in range(n_scales):
+        last = scale == n_scales - 1
+        if glow:
+            layers.append(Squeeze())
+            c, h, w = 4 * c, h // 2, w // 2
+            for i in range(n_steps):
+                layers += [ActNorm2d(c), ChannelConv(c), coupling(c, "channel_wise", i)]
+        else:
+            for i in range(n_steps + (1 if last else 0)):
+                layers.append(coupling(c, "checkerboard", i))
+            if last:
+                break
+            layers.append(Squeeze())
+            c, h, w = 4 * c, h // 2, w // 2
+            for i in range(n_steps):
+                layers.append(coupling(c, "channel_wise", i))
+        if not last:
+            split = Split(c)
+            layers.append(split)
+            c = split.out_features
+    return FlowList(layers), (c, h, w)

@@ -17,8 +17,8 @@ import math
 import os
 
 import torch
-from _common import fit, make_parser, plot_density_2d, prepare
-from torch import nn, optim
+from _common import ScaleTranslate, fit, make_parser, plot_density_2d, prepare
+from torch import optim
 from torch.utils.data import DataLoader, TensorDataset
 
 from pixyz_like.distributions import InverseTransformedDistribution, Normal
@@ -35,20 +35,6 @@ def two_moons(n: int, noise: float = 0.05, seed: int = 0) -> torch.Tensor:
     y = torch.where(upper, torch.sin(t), 0.5 - torch.sin(t))
     pts = torch.stack([x, y], -1) + noise * torch.randn(n, 2, generator=g)
     return (pts - torch.tensor([0.5, 0.25])) * 2.0
-
-
-class ScaleTranslate(nn.Module):
-    """(s, t) = MLP of the masked input; s is bounded by tanh for stable training."""
-
-    def __init__(self, features: int, hidden: int = 64, cond_features: int = 0) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(features + cond_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                 nn.ReLU(), nn.Linear(hidden, 2 * features))
-        self.features = features
-
-    def forward(self, h, y=None):
-        out = self.net(h if y is None else torch.cat([h, y], -1))
-        return torch.tanh(out[:, : self.features]), out[:, self.features:]
 
 
 def build(n_layers: int = 8, device: str = "cpu", lr: float = 1e-3):
