@@ -194,3 +194,9 @@ def test_gan_checkpoint_restores_the_critic(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(TypeError, match="discriminator"):
         model.train(data(4), discriminator=True)
+
+
+def test_gan_fit_logs_both_losses():
+    model, data = make("GAN")
+    history = model.fit([data(16) for _ in range(3)], 2, progress=False)
+    assert {"train/loss", "train/d_loss"} <= set(history[-1])
