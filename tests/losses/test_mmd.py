@@ -125,3 +125,17 @@ def test_custom_kernel_callable():
     values = torch.stack([loss.eval({"x": torch.zeros(500, 3)}) for _ in range(50)])
     se = values.std().item() / math.sqrt(len(values))
     assert abs(values.mean().item() - 3.0) < 4 * se
+
+
+def test_printing_and_defect_against_pixyz():
+    import pixyz.distributions as pzd
+    import pixyz.losses as pzl
+
+    ref_p = pzd.Normal(loc="x", scale=torch.tensor(1.0), var=["z"], cond_var=["x"], features_shape=[1], name="p")
+    ref_q = pzd.Normal(loc="x", scale=torch.tensor(1.0), var=["z"], cond_var=["x"], features_shape=[1], name="q")
+    ours = MMD(encoder("p"), encoder("q"))
+    assert str(ours) == str(pzl.MMD(ref_p, ref_q))
+    x = torch.zeros(200, 1)
+    # Pixyz divides by d (d - 1) instead of n (n - 1): not finite for one-dimensional samples.
+    assert not torch.isfinite(pzl.MMD(ref_p, ref_q).eval({"x": x}, reparam=True))
+    assert abs(ours.eval({"x": x}).item()) < 0.05

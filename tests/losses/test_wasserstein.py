@@ -64,3 +64,17 @@ def test_gradient_and_errors():
         WassersteinDistance(prior, prior).eval()
     with pytest.raises(TypeError, match="callable"):
         WassersteinDistance(p, prior, metric="l2")
+
+
+def test_printing_and_value_match_pixyz():
+    import pixyz.distributions as pzd
+    import pixyz.losses as pzl
+
+    ref_p = pzd.Normal(loc="x", scale=torch.tensor(1e-6), var=["z"], cond_var=["x"], features_shape=[3], name="p")
+    ref_q = pzd.Normal(loc="y", scale=torch.tensor(1e-6), var=["z"], cond_var=["y"], features_shape=[3], name="q")
+    p = Normal(loc="x", scale=1e-6, var=["z"], cond_var=["x"], name="p")
+    q = Normal(loc="y", scale=1e-6, var=["z"], cond_var=["y"], name="q")
+    inputs = {"x": torch.randn(4, 3), "y": torch.randn(4, 3)}
+    assert str(WassersteinDistance(p, q)) == str(pzl.WassersteinDistance(ref_p, ref_q))
+    torch.testing.assert_close(WassersteinDistance(p, q).eval(inputs),
+                               pzl.WassersteinDistance(ref_p, ref_q).eval(inputs), atol=1e-4, rtol=0)
