@@ -212,6 +212,46 @@ def test_amortised_posterior_depends_on_its_condition():
     assert not torch.allclose(q.get_log_prob({"z": z, "x": x}), q.get_log_prob({"z": z, "x": x + 1}))
 
 
+@pytest.mark.parametrize("sample_shape", [[], [3]])
+def test_amortised_sylvester_posterior_is_base_density_minus_autograd_logdet(sample_shape, monkeypatch):
+    # The VAE set-up of van den Berg et al. (2018): q(z|x) with z = f_2(f_1(z0; x); x), z0 ~ q_0(z0|x).
+    q0 = Encoder().double()
+    flow = FlowList([SylvesterFlow(2, num_householder=2, cond_features=3) for _ in range(2)]).double()
+    q = TransformedDistribution(q0, flow, var=["z"], flow_cond_var=["x"], name="q")
+    x = torch.randn(4, 3, dtype=torch.float64)
+
+    # Each data point gets its own flow parameters, and they change the map.
+    for layer in flow:
+        params = layer.cond_net(x)
+        assert params.shape == (4, layer.num_params)
+        assert (params[0] - params[1]).abs().max() > 1e-3
+    z0 = torch.randn(1, 2, dtype=torch.float64).expand(2, 2)
+    assert not torch.allclose(flow(z0, x[:2])[0][0], flow(z0, x[:2])[0][1])
+
+    def no_inverse(*args, **kwargs):
+        raise AssertionError("the flow was inverted")
+
+    monkeypatch.setattr(q.flow, "inverse", no_inverse)
+    out, lp = q.sample({"x": x}, sample_shape=sample_shape, return_log_prob=True)
+    lead = (*sample_shape, 4)
+    assert out["z"].shape == (*lead, 2) and lp.shape == lead
+    zs0, zs, xs = out["z0"].reshape(-1, 2), out["z"].reshape(-1, 2), x.expand(*lead, 3).reshape(-1, 3)
+    params = q0.get_params({"x": x})
+    base = torch.distributions.Normal(params["loc"], params["scale"])
+    base_lp = base.log_prob(out["z0"]).sum(-1).reshape(-1)
+    for i in range(zs0.shape[0]):
+
+        def f(v, i=i):
+            return flow(v.view(1, 2), xs[i : i + 1])[0].view(2)
+
+        torch.testing.assert_close(f(zs0[i]), zs[i])
+        logdet = torch.linalg.slogdet(torch.autograd.functional.jacobian(f, zs0[i]))[1]
+        torch.testing.assert_close(lp.reshape(-1)[i], base_lp[i] - logdet)
+    # Within one evaluation the loss scores its own sample from the recorded log-density, not by inverting.
+    loss = Expectation(q, -q.log_prob(), sample_shape=sample_shape or [1])
+    assert torch.isfinite(loss.eval({"x": x})).all()
+
+
 # ---------------------------------------------------------------------------------------------- images
 
 
