@@ -108,7 +108,9 @@ class Bernoulli(DistributionBase):
         probs: Any = None,
         logits: Any = None,
     ) -> None:
-        super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape, probs=probs, logits=logits)
+        super().__init__(
+            var=var, cond_var=cond_var, name=name, features_shape=features_shape, probs=probs, logits=logits
+        )
 
     def _required_keys_ok(self, keys: Iterable[str]) -> bool:
         keys = set(keys)
