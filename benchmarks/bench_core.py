@@ -13,7 +13,7 @@ Each figure is the median over blocks of the mean time per call in a block.
 from __future__ import annotations
 
 import argparse
-import math
+import copy
 import statistics
 import sys
 import time
@@ -110,7 +110,11 @@ def hand_loss(nets, x, n_samples=1):
 
 def bench_train_step(args, results):
     x_dim, z_dim, hidden, batch = 784, 64, 512, 128
-    nets = make_nets(x_dim, z_dim, hidden, 2)
+    init = make_nets(x_dim, z_dim, hidden, 2)
+    # Each implementation trains its own copy of the same initial networks: shared weights would
+    # leave each optimizer's state out of step with the weights (and, e.g., Adam's sqrt then hits
+    # denormal numbers for one implementation and not another).
+    nets = copy.deepcopy(init)
     x = torch.rand(batch, x_dim)
     params = [p for m in nets for p in m.parameters()]
     opt = optim.Adam(params, lr=1e-3)
@@ -121,7 +125,7 @@ def bench_train_step(args, results):
         loss.backward()
         opt.step()
 
-    p, q, prior, L = build("ours", nets, z_dim)
+    p, q, prior, L = build("ours", copy.deepcopy(init), z_dim)
     loss = (L.KullbackLeibler(q, prior) - L.Expectation(q, L.LogProb(p))).mean()
     model = OurModel(loss, distributions=[p, q], optimizer=optim.Adam, optimizer_params={"lr": 1e-3})
 
@@ -130,7 +134,7 @@ def bench_train_step(args, results):
 
     fns = {"hand-written": hand_step, "pixyz_like": ours_step}
     if pz_dists is not None:
-        pp, pq, pprior, PL = build("pixyz", nets, z_dim)
+        pp, pq, pprior, PL = build("pixyz", copy.deepcopy(init), z_dim)
         ploss = (PL.KullbackLeibler(pq, pprior) - PL.Expectation(pq, PL.LogProb(pp))).mean()
         pmodel = PzModel(ploss, distributions=[pp, pq], optimizer=optim.Adam, optimizer_params={"lr": 1e-3})
 
@@ -224,7 +228,7 @@ def main(argv=None) -> int:
         verdict = "meets" if ratio <= target else "MISSES"
         ok &= ratio <= target
         print(f"  -> pixyz_like ratio {ratio:.2f} (target <= {target}): {verdict}\n")
-    return 0 if ok or math.isnan(0) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
