@@ -99,6 +99,10 @@ class Distribution(nn.Module):
         self._var = var
         self._cond_var = cond_var
         self._name = name
+        # LaTeX of the names, converted once here (sympy is slow) rather than on every print or every
+        # logged term; the name setter keeps _name_latex in step, and variable names never change.
+        self._name_latex = convert_latex_name(name)
+        self._var_latex = {v: convert_latex_name(v) for v in var + cond_var}
         self._features_shape = torch.Size(features_shape)
         self._atomic = atomic
 
@@ -128,6 +132,7 @@ class Distribution(nn.Module):
         if not isinstance(name, str):
             raise TypeError(f"{self._owner()}: name must be a string, got {type(name).__name__}")
         self._name = name
+        self._name_latex = convert_latex_name(name)
 
     @property
     def features_shape(self) -> torch.Size:
@@ -138,10 +143,14 @@ class Distribution(nn.Module):
     @property
     def prob_text(self) -> str:
         """The formula of this distribution, e.g. ``p(x|z)``."""
-        var_text = ",".join(convert_latex_name(v) for v in self.var)
-        cond = self.cond_var
-        cond_text = "|" + ",".join(convert_latex_name(v) for v in cond) if cond else ""
-        return f"{convert_latex_name(self._name)}({var_text}{cond_text})"
+        var_text = ",".join(self._latex_name_of(v) for v in self._var)
+        cond = self._cond_var
+        cond_text = "|" + ",".join(self._latex_name_of(v) for v in cond) if cond else ""
+        return f"{self._name_latex}({var_text}{cond_text})"
+
+    def _latex_name_of(self, v: str) -> str:
+        latex = self._var_latex.get(v)
+        return latex if latex is not None else convert_latex_name(v)
 
     @property
     def prob_factorized_text(self) -> str:
