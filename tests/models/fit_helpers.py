@@ -97,15 +97,30 @@ def _resume_main(max_steps: int, *ckpts_and_outs: str) -> None:
 
 # ---------------------------------------------------------------------- kill mid-save
 def _save_forever(ckpt: str) -> None:
+    import io
+    import time
+
     from pixyz_like.models.model import atomic_save
 
     atomic_save({"version": 0, "w": torch.zeros(10)}, ckpt)
+    big = torch.randn(4_000_000)
+    atomic_save({"version": 1, "w": big}, ckpt)  # the last good checkpoint
+    real_save = torch.save
+
+    def stalled_save(obj, f, *args, **kwargs):
+        # Write half of the serialised bytes to the temporary file, then block: the parent kills the
+        # process exactly while a checkpoint is half written (no race with the timing of the kill).
+        buf = io.BytesIO()
+        real_save(obj, buf, *args, **kwargs)
+        data = buf.getvalue()
+        f.write(data[: len(data) // 2])
+        f.flush()
+        print("mid-write", flush=True)
+        time.sleep(600)
+
+    torch.save = stalled_save
     print("ready", flush=True)
-    big = torch.randn(4_000_000)  # 16 MB: each write takes a while, so the kill lands mid-write
-    i = 0
-    while True:
-        i += 1
-        atomic_save({"version": i, "w": big}, ckpt)
+    atomic_save({"version": 2, "w": big * 2}, ckpt)
 
 
 # ---------------------------------------------------------------------- torchrun worker
