@@ -9,7 +9,10 @@ example's pixyz_like model, then a Pixyz model with the same formula whose netwo
 same freshly initialised modules, and trains both on the same batches in the same order. The figure
 is Pixyz's notebooks' one: the sum of the batch-mean losses times 128 divided by the number of digits
 (NOTES section 4). pixyz_like must be within 1 nat of Pixyz. It then trains the M2 example
-(``examples/m2.py``) with 100 labels and reports its test accuracy (target: above 80%).
+(``examples/m2.py``) with 100 labels and reports its test accuracy (target: above 80%). M2 settings,
+chosen on the accuracy over the 7,900 unlabelled training digits (the test digits are used for nothing
+but the reported figure): dynamic binarisation, alpha 50, z of 8, batch 128, Adam 1e-3, 10 epochs
+(``--m2-epochs``); one seed reaches about 77%, short of 80% (see ``examples/m2.py``).
 
 Not run in CI (minutes on one core):
 
@@ -149,7 +152,8 @@ def main(argv=None) -> dict:
     if not args.skip_m2:
         start = time.perf_counter()
         history = m2.main(["--epochs", str(args.m2_epochs), "--data-dir", args.data_dir, "--seed", str(args.seed),
-                           "--out", "runs/bench_m2", "--no-progress", "--device", "cpu"])
+                           "--out", "runs/bench_m2", "--no-progress", "--device", "cpu",
+                           "--binarize", "--alpha", "50", "--z-dim", "8"])
         acc = history["accuracy"][-1]
         print(f"M2, 100 labels, {args.m2_epochs} epochs: test accuracy {100 * acc:.2f}% "
               f"(target > 80%: {'yes' if acc > 0.8 else 'NO'}), {time.perf_counter() - start:.0f} s")

@@ -13,9 +13,18 @@ and the loss is  - mean L(x,y) - mean U(x_u) + alpha * mean( - log q(y|x) ).  Th
 (the ten classes are enumerated in one batch) instead of Pixyz's Gumbel-softmax sample, so the
 classifier q(y|x) gets a low-variance gradient from the unlabelled data. ``--labels`` digits (balanced
 over the classes) keep their labels, the rest of the training split is used without them. 784-512-512
-networks, grey levels as Bernoulli targets; the test accuracy of q(y|x) is logged each epoch.
+networks (``--hidden``), grey levels as Bernoulli targets (``--binarize``: a fresh Bernoulli draw of the
+pixels every step instead); ``--decay`` lowers the learning rate linearly to zero over training. The
+accuracy of q(y|x) on the test digits and on the unlabelled training digits (whose labels are never
+used for training; tune on that figure, not on the test one) is logged each epoch.
 
-    python examples/m2.py --epochs 10 --data-dir ../shared/data/mnist/raw
+On 8,000 training digits (100 labelled, 7,900 unlabelled; one CPU thread, about 12 s an epoch) the
+defaults reach about 75% test accuracy after 10 epochs and 76-78% after 40. Tuned on the unlabelled
+digits' accuracy: ``--binarize --alpha 50 --z-dim 8`` gives 77% after 10 epochs and plateaus at 77%
+(30 epochs with ``--decay``); z of 16 or 64 (alpha 6.3 or 50) gave 73-74% after 10 epochs. Kingma et al.'s
+88% used 50,000 unlabelled digits and far longer training.
+
+    python examples/m2.py --epochs 10 --binarize --alpha 50 --z-dim 8 --data-dir ../shared/data/mnist/raw
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from _common import (
     BernoulliMLP,
     CategoricalMLP,
     NormalMLP,
+    binarize,
     cycle,
     fit,
     loaders,
@@ -78,11 +88,11 @@ class SumOverClasses(Loss):
         return (log_w.exp() * value.reshape(k, batch)).sum(0), {}
 
 
-def build(alpha: float, device: str = "cpu", lr: float = 1e-3, z_dim: int = Z_DIM):
+def build(alpha: float, device: str = "cpu", lr: float = 1e-3, z_dim: int = Z_DIM, hidden=(512, 512)):
     """The distributions, the semi-supervised loss, the test loss and the Model."""
-    q = NormalMLP("z", ["x", "y"], X_DIM + Y_DIM, z_dim, name="q")
-    p = BernoulliMLP("x", ["z", "y"], z_dim + Y_DIM, X_DIM, name="p")
-    classifier = CategoricalMLP("y", ["x"], X_DIM, Y_DIM, name="q")
+    q = NormalMLP("z", ["x", "y"], X_DIM + Y_DIM, z_dim, hidden=hidden, name="q")
+    p = BernoulliMLP("x", ["z", "y"], z_dim + Y_DIM, X_DIM, hidden=hidden, name="p")
+    classifier = CategoricalMLP("y", ["x"], X_DIM, Y_DIM, hidden=hidden, name="q")
     prior_z = Normal(loc=0.0, scale=1.0, var=["z"], features_shape=[z_dim], name="p_{prior}")
     prior_y = Categorical(probs=torch.full((Y_DIM,), 1.0 / Y_DIM), var=["y"], name="p_{prior}")
 
@@ -130,6 +140,9 @@ def main(argv=None) -> dict:
     parser = make_parser(__doc__, "runs/m2")
     parser.add_argument("--labels", type=int, default=100, help="number of labelled digits (balanced)")
     parser.add_argument("--z-dim", type=int, default=Z_DIM, help="dimension of the style variable z")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 512], help="hidden layer sizes")
+    parser.add_argument("--binarize", action="store_true", help="dynamic binarisation of every batch")
+    parser.add_argument("--decay", action="store_true", help="decay the learning rate linearly to 0 over training")
     parser.add_argument("--alpha", type=float, default=None,
                         help="weight of the classification term (default 0.1 x batches per epoch, after "
                              "Kingma et al.'s 0.1 N)")
@@ -141,21 +154,29 @@ def main(argv=None) -> dict:
     g = torch.Generator().manual_seed(args.seed + 1)
     labelled_loader = DataLoader(Subset(train, labelled_idx), batch_size=args.batch_size, shuffle=True, generator=g)
     alpha = args.alpha if args.alpha is not None else 0.1 * (len(unlabelled_loader) + len(labelled_loader))
-    p, q, classifier, loss, model = build(alpha, args.device, args.lr, args.z_dim)
+    p, q, classifier, loss, model = build(alpha, args.device, args.lr, args.z_dim, tuple(args.hidden))
+    prep = binarize if args.binarize else (lambda x: x)
+    total_steps = args.epochs * len(unlabelled_loader)
+    schedule = optim.lr_scheduler.LambdaLR(
+        model.optimizer, lambda i: max(0.0, 1.0 - i / total_steps) if args.decay else 1.0)
     print("Loss:", loss)
     print(model)
     labelled_batches = cycle(labelled_loader)
+    unlabelled_eval = DataLoader(Subset(train, unlabelled_idx), batch_size=500)
     z_fixed = torch.randn(8, 1, args.z_dim, device=args.device).expand(8, Y_DIM, args.z_dim).reshape(-1, args.z_dim)
     y_grid = one_hot(torch.arange(Y_DIM).repeat(8)).to(args.device)
 
     def train_step(b):
         x_l, y_l = next(labelled_batches)
-        return model.train({"x": x_l, "y": one_hot(y_l), "x_u": b[0]}, return_terms=True)
+        out = model.train({"x": prep(x_l), "y": one_hot(y_l), "x_u": prep(b[0])}, return_terms=True)
+        schedule.step()
+        return out
 
     def figures(epoch):
         save_grid(p.sample_mean({"z": z_fixed, "y": y_grid}), os.path.join(args.out, f"samples_epoch{epoch}.png"),
                   nrow=Y_DIM)
-        return {"accuracy": accuracy(classifier, test_loader, args.device)}
+        return {"accuracy": accuracy(classifier, test_loader, args.device),
+                "unlabelled_accuracy": accuracy(classifier, unlabelled_eval, args.device)}
 
     return fit(args, writer, unlabelled_loader, test_loader, train_step,
                lambda b: model.test({"x": b[0], "y": one_hot(b[1])}, return_terms=True), figures)
