@@ -17,6 +17,7 @@ __all__ = [
     "check_options",
     "format_number",
     "infer_batch_n",
+    "repeat_batch",
 ]
 
 
@@ -140,3 +141,15 @@ def infer_batch_n(x_dict: Mapping[str, Any], names: Iterable[str]) -> int | None
         if isinstance(value, torch.Tensor) and value.ndim > 0:
             return value.shape[0]
     return None
+
+
+def repeat_batch(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Repeat a batch-first tensor ``n`` times, merged into the batch dimension: ``(n * batch, ...)``.
+
+    This is how ``n`` samples per data point are "folded into the batch", so that a network runs once
+    on ``n * batch`` rows; row ``i * batch + b`` is data point ``b`` of copy ``i``.
+
+    >>> repeat_batch(torch.tensor([[1], [2]]), 3).flatten().tolist()
+    [1, 2, 1, 2, 1, 2]
+    """
+    return x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])

@@ -15,22 +15,10 @@ import torch
 from torch import nn
 
 from ..errors import GraphError, NotDefinedError, ShapeError
-from ..utils import convert_latex_name, infer_batch_n, tolist
+from ..utils import convert_latex_name, infer_batch_n, repeat_batch, tolist
 from .distributions import Distribution
 
 __all__ = ["MultiplyDistribution", "ReplaceVarDistribution", "MarginalizeVarDistribution"]
-
-
-def _dedupe(names):
-    seen: dict[str, None] = {}
-    for n in names:
-        seen.setdefault(n, None)
-    return list(seen)
-
-
-def _fold(x: torch.Tensor, n: int) -> torch.Tensor:
-    """Repeat a batch tensor ``n`` times along a new leading dim and merge it into the batch dim."""
-    return x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
 
 
 class MultiplyDistribution(Distribution):
@@ -81,8 +69,8 @@ class MultiplyDistribution(Distribution):
             cycle = " -> ".join(factors[i].prob_text for i in e.args[1])
             raise GraphError(f"cannot multiply: the factors form a cycle ({cycle})") from e
         ordered = [factors[i] for i in order]
-        var = _dedupe(list(var_order or []) + [v for f in factors for v in f.var])
-        cond = _dedupe(v for f in ordered for v in f.cond_var if v not in producers)
+        var = list(dict.fromkeys(list(var_order or []) + [v for f in factors for v in f.var]))
+        cond = list(dict.fromkeys(v for f in ordered for v in f.cond_var if v not in producers))
         super().__init__(var=var, cond_var=cond, name=name, atomic=False)
         self._factors = nn.ModuleList(ordered)
         # Which factors have no inputs at all: they get the batch size from the caller.
@@ -93,7 +81,7 @@ class MultiplyDistribution(Distribution):
 
     @property
     def input_var(self) -> list[str]:
-        return _dedupe(v for f in self._factors for v in f.input_var if v not in self._var)
+        return list(dict.fromkeys(v for f in self._factors for v in f.input_var if v not in self._var))
 
     @property
     def has_reparam(self) -> bool:  # type: ignore[override]
@@ -125,7 +113,7 @@ class MultiplyDistribution(Distribution):
             # Sample dims are folded into the batch so each factor's network runs once on n * batch rows.
             base = batch if batch is not None else 1
             work = {
-                v: _fold(x_dict[v], n) if isinstance(x_dict[v], torch.Tensor) and x_dict[v].ndim else x_dict[v]
+                v: repeat_batch(x_dict[v], n) if isinstance(x_dict[v], torch.Tensor) and x_dict[v].ndim else x_dict[v]
                 for v in needed
             }
             root_batch = n * base
@@ -157,7 +145,7 @@ class MultiplyDistribution(Distribution):
                 if isinstance(v, torch.Tensor) and v.shape[: len(sample_shape) + 1] == sample_shape + (batch,):
                     v = v.reshape(n * batch, *v.shape[len(sample_shape) + 1 :])
                 elif isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch:
-                    v = _fold(v, n)
+                    v = repeat_batch(v, n)
                 work[k] = v
             x_dict = work
         total = None

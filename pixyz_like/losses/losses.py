@@ -20,7 +20,7 @@ from torch import nn
 
 from .._context import EvalContext
 from ..errors import MissingVariableError, missing_variable_error
-from ..utils import check_options, convert_latex_name, format_number, infer_batch_n, latex_to_tag
+from ..utils import check_options, convert_latex_name, format_number, infer_batch_n, latex_to_tag, repeat_batch
 
 __all__ = [
     "Loss",
@@ -45,13 +45,6 @@ __all__ = [
 _ADD, _MUL, _NEG, _ATOM = 1, 2, 3, 4
 
 _EVAL_OPTIONS = ("return_dict", "return_all")
-
-
-def _dedupe(names):
-    seen: dict[str, None] = {}
-    for n in names:
-        seen.setdefault(n, None)
-    return list(seen)
 
 
 def _as_loss(value: Any) -> Loss:
@@ -84,7 +77,7 @@ class Loss(nn.Module):
 
     def __init__(self, input_var: Sequence[str] = ()) -> None:
         super().__init__()
-        self._input_var = _dedupe(input_var)
+        self._input_var = list(dict.fromkeys(input_var))
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
@@ -587,7 +580,7 @@ def _fold_dict(x_dict: Mapping[str, Any], n: int, batch: int) -> dict[str, Any]:
     out = {}
     for k, v in x_dict.items():
         if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch:
-            v = v.unsqueeze(0).expand(n, *v.shape).reshape(n * batch, *v.shape[1:])
+            v = repeat_batch(v, n)
         out[k] = v
     return out
 
