@@ -19,7 +19,6 @@ import pkgutil
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,6 @@ import pixyz_like
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-
-# Public names whose docstring has no ``>>>`` example yet, in modules other engineers own. They are
-# reported as a warning (with their names) rather than failing the suite; every other name must have
-# an example. Remove a name from here once its docstring gains one.
-KNOWN_WITHOUT_EXAMPLE: frozenset[str] = frozenset()
-
 
 def _subpackages() -> list[str]:
     names = []
@@ -86,11 +79,7 @@ def test_public_names_have_docstrings():
 
 def test_public_names_have_examples():
     lacking = [name for name, obj in _public_objects() if ">>>" not in _own_doc(obj)]
-    known = [n for n in lacking if n.rsplit(".", 1)[-1] in KNOWN_WITHOUT_EXAMPLE]
-    unexpected = [n for n in lacking if n not in known]
-    if known:
-        warnings.warn(f"public names still without a doctest example: {known}", stacklevel=1)
-    assert not unexpected, f"public names whose docstring has no '>>>' example: {unexpected}"
+    assert not lacking, f"public names whose docstring has no '>>>' example: {lacking}"
 
 
 def test_every_subpackage_has_a_reference_page():
