@@ -77,3 +77,8 @@ __all__ += [
     "IWAE",
     "log_marginal",
 ]
+
+# Weight schedules fed to a Parameter each step by Model.fit (e.g. a KL warm-up).
+from .schedules import Schedule, constant, linear_warmup, sigmoid_warmup  # noqa: E402
+
+__all__ += ["Schedule", "constant", "linear_warmup", "sigmoid_warmup"]

@@ -11,3 +11,8 @@ from .vae import VAE  # noqa: E402
 from .vi import VI  # noqa: E402
 
 __all__ += ["VAE", "VI", "ML", "GAN"]
+
+# The training loop (Model.fit) and its callback protocol.
+from .training import Callback, FitState, NonFiniteLossError, TensorBoardLogger  # noqa: E402
+
+__all__ += ["Callback", "FitState", "NonFiniteLossError", "TensorBoardLogger"]

@@ -45,7 +45,14 @@ __all__ = ["Callback", "FitState", "TensorBoardLogger", "NonFiniteLossError", "f
 
 
 class NonFiniteLossError(PixyzLikeError, FloatingPointError):
-    """The training loss became NaN or infinite; the message names the step and the term."""
+    """The training loss became NaN or infinite; the message names the step and the term.
+
+    ``Model.fit`` raises it before the optimizer step, so the parameters and the last checkpoint are
+    those of the last finite step.
+
+    >>> issubclass(NonFiniteLossError, FloatingPointError)
+    True
+    """
 
 
 @dataclass
