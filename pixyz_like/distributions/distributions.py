@@ -539,12 +539,13 @@ class DistributionBase(Distribution):
                     f"{self._owner()}: batch_n={batch_n} conflicts with the batch size {shape[0]} of its inputs"
                 )
             shape = torch.Size((batch_n,)) + shape[1:]
-        if len(self._features_shape) and tuple(shape[1 : len(shape) - self.event_ndim]) != tuple(
-            self._features_shape
-        ):
+        # The features are the trailing dims (before any event dim); leading dims beyond the batch are
+        # sample dims, e.g. parameters computed from inputs that carry them.
+        n_f, end = len(self._features_shape), len(shape) - self.event_ndim
+        if n_f and (end - n_f < 1 or tuple(shape[end - n_f : end]) != tuple(self._features_shape)):
             raise ShapeError(
                 f"{self._owner()}: its parameters have shape {tuple(shape)}, which does not match "
-                f"features_shape {tuple(self._features_shape)} (expected (batch, *features_shape))"
+                f"features_shape {tuple(self._features_shape)} (expected (*sample_shape, batch, *features_shape))"
             )
         return shape
 

@@ -143,3 +143,22 @@ def test_deterministic_and_empirical():
     data = EmpiricalDistribution(["x"])
     assert data.input_var == ["x"] and data.prob_text == "p_{data}(x)"
     assert data.sample({"x": x}, return_all=False)["x"] is x
+
+
+def test_declared_features_keep_sample_and_batch_dims_of_network_params():
+    class Decoder(Normal):
+        def __init__(self, features_shape=()):
+            super().__init__(var=["x"], cond_var=["z"], name="p", features_shape=features_shape)
+            self.net = nn.Linear(2, 3)
+
+        def forward(self, z):
+            return {"loc": self.net(z), "scale": torch.ones(1)}
+
+    dec = Decoder(features_shape=[3])
+    z, x = torch.randn(5, 4, 2), torch.randn(5, 4, 3)  # 5 samples of 4 data points
+    ours = dec.get_log_prob({"x": x, "z": z})
+    ref = td.Normal(dec.net(z), 1.0).log_prob(x).sum(-1)
+    assert ours.shape == (5, 4)
+    torch.testing.assert_close(ours, ref)
+    with pytest.raises(ShapeError, match=r"does not match features_shape \(3,\)"):
+        Decoder(features_shape=[4]).get_log_prob({"x": x, "z": z})
