@@ -160,5 +160,6 @@ def test_declared_features_keep_sample_and_batch_dims_of_network_params():
     ref = td.Normal(dec.net(z), 1.0).log_prob(x).sum(-1)
     assert ours.shape == (5, 4)
     torch.testing.assert_close(ours, ref)
-    with pytest.raises(ShapeError, match=r"does not match features_shape \(3,\)"):
+    pattern = r"parameters have shape \(5, 4, 3\), which does not match features_shape \(4,\)"
+    with pytest.raises(ShapeError, match=pattern):
         Decoder(features_shape=[4]).get_log_prob({"x": x, "z": z})
