@@ -1,0 +1,3 @@
+"""Autoregressive models (Pixyz's ``pixyz.autoregressions``, which Pixyz left empty)."""
+
+__all__: list[str] = []
