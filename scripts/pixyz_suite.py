@@ -53,6 +53,22 @@ _FROM = re.compile(r"^(\s*)from\s+pixyz(?=[\s.])", re.MULTILINE)
 _IMPORT = re.compile(r"^(\s*)import\s+pixyz(\.[\w.]+)?\s*$", re.MULTILINE)
 _EPOCHS = re.compile(r"^(\s*)epochs\s*=\s*(\d+)\s*$", re.MULTILINE)
 
+NEXT_PATCH = r'''
+import torch.utils.data as _tud
+
+_orig_iter = _tud.DataLoader.__iter__
+
+
+def _iter_with_next(self):
+    it = _orig_iter(self)
+    if not hasattr(type(it), "next"):
+        type(it).next = type(it).__next__
+    return it
+
+
+_tud.DataLoader.__iter__ = _iter_with_next
+'''
+
 PRELUDE = r'''
 import os as _os, sys as _sys, itertools as _it
 _os.environ.setdefault("MPLBACKEND", "Agg")
@@ -142,6 +158,8 @@ def run_tests(checkout: Path, work: Path, library: str, timeout: float) -> list[
     # Pixyz's own pytest.ini asks for flake8 and coverage plugins; run with a plain configuration
     # that selects every test, the "performance" ones included (Pixyz: -m "performance or not ...").
     (dest / "pytest.ini").write_text("[pytest]\nmarkers =\n    performance: Pixyz's example runs\n")
+    # The tests' example runs call ``iter(loader).next()``, which current torch dropped.
+    (dest / "conftest.py").write_text(NEXT_PATCH)
     xml = dest / "report.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=short", "-rN", "--continue-on-collection-errors",
            "--import-mode=importlib", f"--junitxml={xml}", "tests"]
