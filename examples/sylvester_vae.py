@@ -49,11 +49,11 @@ class EncoderConditioned(Flow):
         super().__init__(flows.in_features)
         self.trunk, self.flows = trunk, flows
 
-    def forward(self, x, y=None, compute_jacobian=True):
-        return self.flows(x, self.trunk(y), compute_jacobian)
+    def transform(self, x, y=None, compute_jacobian=True):
+        return self.flows.transform(x, self.trunk(y), compute_jacobian)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
-        return self.flows.inverse(z, self.trunk(y), compute_jacobian)
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
+        return self.flows.inverse_transform(z, self.trunk(y), compute_jacobian)
 
 
 def build(n_flows: int, n_householder: int, device: str = "cpu", lr: float = 1e-3):

@@ -15,7 +15,10 @@ For a bijection :math:`f` and a base ("prior") density :math:`p_0`, the change o
   (:class:`~pixyz_like.flows.MAF`, RealNVP, Glow).
 
 Nothing is remembered between calls: ``get_log_prob`` inverts the value it is given (Pixyz looked up
-the inverse of the last sample). Within one evaluation of a loss, a value this distribution has just
+the inverse of the last sample). The distributions run their flow through its stateless
+:meth:`~pixyz_like.flows.Flow.transform` / :meth:`~pixyz_like.flows.Flow.inverse_transform`; their
+Pixyz-convention methods (``forward``, ``inverse``, ``inference``, the ``logdet_jacobian`` property)
+behave as Pixyz's, for programs. Within one evaluation of a loss, a value this distribution has just
 sampled is scored from the log-density computed while sampling (kept in the evaluation's context), so
 ``E_q[... - log q(z|x)]`` never inverts the flow. A sample and its log-density also come together
 from ``sample(..., return_log_prob=True)``.
@@ -41,7 +44,7 @@ import torch
 
 from .._context import EvalContext
 from ..errors import GraphError, NotDefinedError, ShapeError
-from ..flows.flows import Flow
+from ..flows.flows import Flow, _pixyz_inverse
 from ..utils import check_options, convert_latex_name, tolist
 from .distributions import _SAMPLE_OPTIONS, Distribution
 
@@ -115,6 +118,13 @@ class _FlowDistribution(Distribution):
         """The conditioning variables passed to the flow as ``y``."""
         return list(self._flow_cond_var)
 
+    @property
+    def logdet_jacobian(self) -> Any:
+        """The flow's :attr:`~pixyz_like.flows.Flow.logdet_jacobian` (Pixyz's property): the log-det of the
+        last :meth:`forward`, ``inference(..., compute_jacobian=True)`` or ``sample()`` (``TransformedDistribution``)
+        your code called. Nothing in pixyz_like reads it."""
+        return self.flow.logdet_jacobian
+
     def _network_text(self) -> str:
         return f"prior: {self.prior.prob_text}\n{self.prior._network_text()}\nflow:\n{self.flow!r}"
 
@@ -162,7 +172,7 @@ class _FlowDistribution(Distribution):
         return ys[0] if len(ys) == 1 else torch.cat(ys, dim=-1)
 
     def _run_flow(self, direction: str, value: torch.Tensor, y: torch.Tensor | None, compute_jacobian: bool = True):
-        fn = self.flow if direction == "forward" else self.flow.inverse
+        fn = self.flow.transform if direction == "forward" else self.flow.inverse_transform
         try:
             return fn(value, y, compute_jacobian)
         except (RuntimeError, IndexError) as e:
@@ -190,7 +200,13 @@ class _FlowDistribution(Distribution):
 
     # ------------------------------------------------------------------ per-evaluation memo
     def _remember(
-        self, ctx: EvalContext | None, value: torch.Tensor, lp: torch.Tensor, n_feat: int, x_dict: Mapping[str, Any]
+        self,
+        ctx: EvalContext | None,
+        value: torch.Tensor,
+        lp: torch.Tensor,
+        n_feat: int,
+        x_dict: Mapping[str, Any],
+        logdet: torch.Tensor | None = None,
     ) -> None:
         if ctx is None:
             return
@@ -198,14 +214,15 @@ class _FlowDistribution(Distribution):
         if memo is None:
             memo = []
             ctx.put_params(self, (), memo)
-        memo.append((value, lp, n_feat, {v: x_dict[v] for v in self._cond_var}))
+        memo.append((value, lp, n_feat, {v: x_dict[v] for v in self._cond_var}, logdet))
 
-    def _recall(self, ctx: EvalContext | None, value: torch.Tensor, x_dict: Mapping[str, Any]) -> torch.Tensor | None:
-        """The log-density recorded when this very sample was drawn (same data, same conditions), if any."""
+    def _lookup(self, ctx: EvalContext | None, value: torch.Tensor, x_dict: Mapping[str, Any]):
+        """The memo entry recorded when this very sample was drawn (same data, same conditions), if any."""
         memo = ctx.get_params(self, ()) if ctx is not None else None
         if not memo:
             return None
-        for stored, lp, n_feat, conds in memo:
+        for entry in memo:
+            stored, _, n_feat, conds, _ = entry
             if not (
                 value.numel() == stored.numel()
                 and value.is_contiguous()
@@ -219,8 +236,16 @@ class _FlowDistribution(Distribution):
             if all(
                 self._same_condition(x_dict.get(k), c, stored.shape[: stored.ndim - n_feat]) for k, c in conds.items()
             ):
-                return lp.reshape(value.shape[: value.ndim - n_feat])
+                return entry
         return None
+
+    def _recall(self, ctx: EvalContext | None, value: torch.Tensor, x_dict: Mapping[str, Any]) -> torch.Tensor | None:
+        """The log-density recorded when this very sample was drawn, if any."""
+        entry = self._lookup(ctx, value, x_dict)
+        if entry is None:
+            return None
+        n_feat = entry[2]
+        return entry[1].reshape(value.shape[: value.ndim - n_feat])
 
     @staticmethod
     def _same_condition(query: Any, stored: Any, lead: torch.Size) -> bool:
@@ -236,6 +261,9 @@ class _FlowDistribution(Distribution):
             return False
 
     # ------------------------------------------------------------------ public sampling
+    #: Pixyz's own options of this class's ``sample``, besides the common ones.
+    _extra_sample_options: tuple[str, ...] = ()
+
     def sample(
         self,
         x_dict: Mapping[str, Any] | torch.Tensor | None = None,
@@ -254,20 +282,29 @@ class _FlowDistribution(Distribution):
         along the way, without a second pass or an inversion when the flow's cheap direction is used
         for sampling.
         """
-        if not return_log_prob:
-            return super().sample(x_dict, batch_n, sample_shape, return_all, reparam, sample_mean, **options)
-        check_options(f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS)
+        check_options(f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS + self._extra_sample_options)
         x_dict = self._as_dict(x_dict, "sample")
         self._require(x_dict, self.input_var, "sample")
         if reparam and not sample_mean:
             self._check_reparam()
         ctx = EvalContext()
         out = self._sample(x_dict, ctx, batch_n, torch.Size(sample_shape), reparam, sample_mean)
-        lp = self._recall(ctx, out[self._var[0]], x_dict)
+        value = out[self._var[0]]
+        entry = self._lookup(ctx, value, x_dict)
+        out = self._pixyz_sample_options(out, entry, value, options)
+        lp = None
+        if return_log_prob:
+            if entry is not None:
+                lp = entry[1].reshape(value.shape[: value.ndim - entry[2]])
+            else:  # the flow could not give it along the way (a Pixyz-style inverse): score the sample
+                lp = self._log_prob({**x_dict, **out, self._var[0]: value}, ctx, True, None)
         if return_all:
             x_dict.update(out)
             out = x_dict
-        return out, lp
+        return (out, lp) if return_log_prob else out
+
+    def _pixyz_sample_options(self, out: dict, entry: Any, value: torch.Tensor, options: Mapping[str, Any]) -> dict:
+        return out
 
 
 class TransformedDistribution(_FlowDistribution):
@@ -322,13 +359,38 @@ class TransformedDistribution(_FlowDistribution):
         args = ",".join(convert_latex_name(v) for v in self.flow_input_var + self._flow_cond_var)
         return f"{convert_latex_name(self._name)}({convert_latex_name(self._var[0])}=f_{{flow}}({args}))"
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True):
-        """The flow's forward map: ``(f(x), log|det df/dx|)``."""
-        return self.flow(x, y, compute_jacobian)
+    #: ``compute_jacobian`` (Pixyz's, default ``True``): after ``sample()`` :attr:`logdet_jacobian` holds the
+    #: sample's :math:`\log|\det \partial f/\partial z_0|`, shape ``(*sample_shape, batch)``.
+    _extra_sample_options = ("compute_jacobian",)
 
-    def inverse(self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True):
-        """The flow's inverse map: ``(f^{-1}(z), log|det df^{-1}/dz|)``."""
-        return self.flow.inverse(z, y, compute_jacobian)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> torch.Tensor:
+        """The flow's forward map, Pixyz's convention: ``f(x)``, its log-det kept in :attr:`logdet_jacobian`."""
+        return self.flow.forward(x, y, compute_jacobian)
+
+    def inverse(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The flow's inverse map, Pixyz's convention: the tensor ``f^{-1}(z)``."""
+        return self.flow.inverse(z, y)
+
+    def get_log_prob(
+        self,
+        x_dict: Mapping[str, Any] | None = None,
+        sum_features: bool = True,
+        feature_dims: Sequence[int] | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        r"""Log-density of ``var``: :math:`\log p_0(f^{-1}(x)) + \log|\det \partial f^{-1}/\partial x|`.
+
+        Pixyz's ``compute_jacobian`` option is accepted and changes nothing: the log-determinant is
+        always computed for the value given (Pixyz's ``compute_jacobian=False`` reused the one stored by
+        the last sample, right only when the value was that sample).
+        """
+        check_options(f"{self._owner()}.get_log_prob()", options, ("compute_jacobian",))
+        return super().get_log_prob(x_dict, sum_features, feature_dims)
+
+    def _pixyz_sample_options(self, out, entry, value, options):
+        if options.get("compute_jacobian", True) and entry is not None:
+            self.flow._logdet_jacobian = entry[4].reshape(value.shape[: value.ndim - entry[2]])
+        return out
 
     def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
         pv = self.prior.var[0]
@@ -338,8 +400,9 @@ class TransformedDistribution(_FlowDistribution):
         y = self._flow_y(x_dict, lead)
         x, logdet = self._run_flow("forward", z0.reshape(-1, *z0.shape[n_lead:]), y)
         x = x.reshape(*lead, *x.shape[1:])
-        lp = self._prior_log_prob(x_dict, ctx, z0, n_lead) - logdet.reshape(lead)
-        self._remember(ctx, x, lp, x.ndim - n_lead, x_dict)
+        logdet = logdet.reshape(lead)
+        lp = self._prior_log_prob(x_dict, ctx, z0, n_lead) - logdet
+        self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, logdet)
         return {self._var[0]: x, pv: z0}
 
     def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
@@ -414,19 +477,30 @@ class InverseTransformedDistribution(_FlowDistribution):
         args = ",".join(convert_latex_name(v) for v in self.flow_output_var + self._flow_cond_var)
         return f"{convert_latex_name(self._name)}({convert_latex_name(self._var[0])}=f^{{-1}}_{{flow}}({args}))"
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True):
-        """The flow's forward map (data to prior space): ``(f(x), log|det df/dx|)``."""
-        return self.flow(x, y, compute_jacobian)
+    #: ``return_hidden`` (Pixyz's, default ``True``): whether the prior's variable is returned with ``var``.
+    _extra_sample_options = ("return_hidden",)
 
-    def inverse(self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True):
-        """The flow's inverse map (prior space to data): ``(f^{-1}(z), log|det df^{-1}/dz|)``."""
-        return self.flow.inverse(z, y, compute_jacobian)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> torch.Tensor:
+        """The flow's forward map (data to prior space), Pixyz's convention: the tensor ``f(x, y)``, its
+        log-det kept in :attr:`logdet_jacobian`."""
+        return self.flow.forward(x, y, compute_jacobian)
 
-    def inference(self, x_dict: Mapping[str, Any], return_all: bool = True, compute_jacobian: bool = False):
+    def inverse(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The flow's inverse map (prior space to data), Pixyz's convention: the tensor ``f^{-1}(z, y)``."""
+        return self.flow.inverse(z, y)
+
+    def _pixyz_sample_options(self, out, entry, value, options):
+        if not options.get("return_hidden", True):
+            out = {self._var[0]: out[self._var[0]]}
+        return out
+
+    def inference(
+        self, x_dict: Mapping[str, Any], return_all: bool = True, compute_jacobian: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Map the data to the prior's space: ``{z: f(x, y)}`` (plus the inputs with ``return_all``).
 
-        With ``compute_jacobian=True`` it returns ``(dict, logdet)``, ``logdet`` being
-        :math:`\\log|\\det \\partial f/\\partial x|` per data point (Pixyz stored it on the flow instead).
+        As Pixyz: with ``compute_jacobian=True`` :attr:`logdet_jacobian` then holds
+        :math:`\\log|\\det \\partial f/\\partial x|` per data point (shape ``(*sample_shape, batch)``).
         """
         x_dict = self._as_dict(x_dict, "inference")
         self._require(x_dict, self.var + self.input_var, "inference")
@@ -440,7 +514,7 @@ class InverseTransformedDistribution(_FlowDistribution):
         if return_all:
             out = {**x_dict, **out}
         if compute_jacobian:
-            return out, logdet.reshape(lead)
+            self.flow._logdet_jacobian = logdet.reshape(lead)  # reported for the caller, never read here
         return out
 
     def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
@@ -452,13 +526,17 @@ class InverseTransformedDistribution(_FlowDistribution):
         n_lead = len(sample_shape) + 1
         lead = z.shape[:n_lead]
         y = self._flow_y(x_dict, lead)
+        # A flow written for Pixyz gets its inverse's log-det only from an extra forward pass (with its
+        # side effects in training mode): then the sample is scored when, and if, a loss asks.
+        jacobian = not _pixyz_inverse(self.flow)
         try:
-            x, logdet_inv = self._run_flow("inverse", z.reshape(-1, *z.shape[n_lead:]), y)
+            x, logdet_inv = self._run_flow("inverse", z.reshape(-1, *z.shape[n_lead:]), y, jacobian)
         except NotDefinedError as e:
             raise NotDefinedError(f"{self._owner()}: sampling needs the flow's inverse: {e}") from e
         x = x.reshape(*lead, *x.shape[1:])
-        lp = self._prior_log_prob(x_dict, ctx, z, n_lead) - logdet_inv.reshape(lead)
-        self._remember(ctx, x, lp, x.ndim - n_lead, x_dict)
+        if jacobian:
+            lp = self._prior_log_prob(x_dict, ctx, z, n_lead) - logdet_inv.reshape(lead)
+            self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, -logdet_inv.reshape(lead))
         return {self._var[0]: x, pv: z}
 
     def _log_prob(self, x_dict, ctx, sum_features, feature_dims):

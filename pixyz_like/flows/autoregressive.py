@@ -163,8 +163,8 @@ class MAF(_AutoregressiveAffine):
 
     >>> f = MAF(3, hidden_features=(16,)).double()
     >>> x = torch.randn(4, 3, dtype=torch.float64)
-    >>> z, logdet = f(x)
-    >>> torch.allclose(f.inverse(z)[0], x)
+    >>> z, logdet = f.transform(x)
+    >>> torch.allclose(f.inverse(z), x)
     True
     """
 
@@ -178,7 +178,7 @@ class MAF(_AutoregressiveAffine):
     ) -> None:
         super().__init__(in_features, hidden_features, cond_features, reverse, max_log_scale)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward", (2,))
         shift, log_scale = self._shift_logscale(x, y)
         z = (x - shift) * (-log_scale).exp()
@@ -188,7 +188,7 @@ class MAF(_AutoregressiveAffine):
     def _undo(z, shift, log_scale):
         return z * log_scale.exp() + shift
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         x, log_scale = self._solve(z, y)
         return x, (log_scale.sum(-1) if compute_jacobian else None)
 
@@ -206,8 +206,8 @@ class IAF(_AutoregressiveAffine):
 
     >>> f = IAF(3, hidden_features=(16,)).double()
     >>> z = torch.randn(4, 3, dtype=torch.float64)
-    >>> x, logdet = f(z)
-    >>> torch.allclose(f.inverse(x)[0], z)
+    >>> x, logdet = f.transform(z)
+    >>> torch.allclose(f.inverse(x), z)
     True
     """
 
@@ -221,7 +221,7 @@ class IAF(_AutoregressiveAffine):
     ) -> None:
         super().__init__(in_features, hidden_features, cond_features, reverse, max_log_scale)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward", (2,))
         shift, log_scale = self._shift_logscale(x, y)
         out = x * log_scale.exp() + shift
@@ -231,6 +231,6 @@ class IAF(_AutoregressiveAffine):
     def _undo(x, shift, log_scale):
         return (x - shift) * (-log_scale).exp()
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         out, log_scale = self._solve(z, y)
         return out, (-log_scale.sum(-1) if compute_jacobian else None)

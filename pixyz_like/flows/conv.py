@@ -24,8 +24,8 @@ class ChannelConv(Flow):
 
     >>> f = ChannelConv(3, decomposed=True).double()
     >>> x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
-    >>> z, logdet = f(x)
-    >>> torch.allclose(f.inverse(z)[0], x), logdet.shape
+    >>> z, logdet = f.transform(x)
+    >>> torch.allclose(f.inverse(z), x), logdet.shape
     (True, torch.Size([2]))
     """
 
@@ -65,14 +65,14 @@ class ChannelConv(Flow):
     def _pixels(self, x: torch.Tensor) -> int:
         return x[0, 0].numel()
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward")
         z = self._mix(self.get_weight(), x)
         if not compute_jacobian:
             return z, None
         return z, (self._log_abs_det() * self._pixels(x)).expand(x.shape[0])
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         self._check_input(z, "inverse")
         x = self._mix(torch.linalg.inv(self.get_weight()), z)
         if not compute_jacobian:

@@ -69,9 +69,11 @@ class AffineCoupling(Flow):
     >>> net = lambda h: (torch.tanh(h.flip(1)), h.flip(1))
     >>> f = AffineCoupling(4, scale_translate_net=net)
     >>> x = torch.randn(3, 4)
-    >>> z, logdet = f(x)
-    >>> torch.equal(z[:, :2], x[:, :2]), torch.allclose(f.inverse(z)[0], x, atol=1e-6)
+    >>> z = f(x)  # Pixyz's convention; f.transform(x) returns (z, logdet) instead
+    >>> torch.equal(z[:, :2], x[:, :2]), torch.allclose(f.inverse(z), x, atol=1e-6)
     (True, True)
+    >>> torch.allclose(f.logdet_jacobian, f.transform(x)[1])
+    True
     """
 
     def __init__(
@@ -151,12 +153,12 @@ class AffineCoupling(Flow):
         log_s, t = self.get_parameters(x * mask, y)
         return mask, log_s * (1 - mask), t * (1 - mask)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         mask, log_s, t = self._coupling(x, y)
         z = x * mask + (x * (1 - mask)) * log_s.exp() + t
         return z, (log_s.flatten(1).sum(-1) if compute_jacobian else None)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         mask, log_s, t = self._coupling(z, y)
         x = z * mask + (z * (1 - mask) - t) * (-log_s).exp()
         return x, (-log_s.flatten(1).sum(-1) if compute_jacobian else None)

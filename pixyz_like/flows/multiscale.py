@@ -58,7 +58,7 @@ class Split(Flow):
 
     >>> f = Split(4, prior="standard")
     >>> x = torch.randn(2, 4, 3, 3)
-    >>> z, logdet = f(x)
+    >>> z, logdet = f.transform(x)
     >>> z.shape
     torch.Size([2, 2, 3, 3])
     >>> expected = torch.distributions.Normal(0., 1.).log_prob(x[:, 2:]).sum((1, 2, 3))
@@ -106,7 +106,7 @@ class Split(Flow):
     def _log_normal(x, loc, log_scale):
         return (-0.5 * ((x - loc) * (-log_scale).exp()) ** 2 - log_scale - _HALF_LOG_2PI).flatten(1).sum(-1)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward")
         x1, x2 = x[:, : self.kept], x[:, self.kept :]
         if not compute_jacobian:
@@ -114,7 +114,7 @@ class Split(Flow):
         loc, log_scale = self._loc_logscale(x1, y)
         return x1, self._log_normal(x2, loc, log_scale)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         if not isinstance(z, torch.Tensor) or z.ndim not in (2, 4) or z.shape[1] != self.kept:
             got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ShapeError(

@@ -31,8 +31,10 @@ class PlanarFlow(Flow):
     >>> f = PlanarFlow(2, constraint_u=True)
     >>> x = torch.randn(4, 2, dtype=torch.float64)
     >>> f = f.double()
-    >>> z, logdet = f(x)
-    >>> torch.allclose(f.inverse(z)[0], x)
+    >>> z = f(x)
+    >>> torch.allclose(f.inverse(z), x), f.logdet_jacobian.shape
+    (True, torch.Size([4]))
+    >>> torch.allclose(f.transform(x)[1], f.logdet_jacobian)
     True
     """
 
@@ -59,7 +61,7 @@ class PlanarFlow(Flow):
         wu = (self.w * self.u).sum()
         return self.u + (F.softplus(wu) - 1.0 - wu) * self.w / (self.w**2).sum()
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward", (2,))
         u = self.u_hat()
         a = x @ self.w.t() + self.b  # (batch, 1)
@@ -70,7 +72,7 @@ class PlanarFlow(Flow):
         det = 1.0 + (1.0 - h.squeeze(-1) ** 2) * (self.w * u).sum()
         return z, det.abs().log()
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         self._check_input(z, "inverse", (2,))
         u = self.u_hat()
         c = (self.w * u).sum()
@@ -115,7 +117,7 @@ class RadialFlow(Flow):
 
     >>> f = RadialFlow(3).double()
     >>> x = torch.randn(5, 3, dtype=torch.float64)
-    >>> torch.allclose(f.inverse(f(x)[0])[0], x)
+    >>> torch.allclose(f.inverse(f(x)), x)
     True
     """
 
@@ -143,7 +145,7 @@ class RadialFlow(Flow):
         d = self.in_features
         return (d - 1) * torch.log1p(beta * h) + torch.log1p(beta * h - beta * h**2 * r)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward", (2,))
         alpha, beta = self._alpha_beta()
         diff = x - self.x0
@@ -151,7 +153,7 @@ class RadialFlow(Flow):
         z = x + (beta / (alpha + r)).unsqueeze(-1) * diff
         return z, (self._logdet(r, alpha, beta) if compute_jacobian else None)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         self._check_input(z, "inverse", (2,))
         alpha, beta = self._alpha_beta()
         diff = z - self.x0

@@ -27,10 +27,10 @@ class Squeeze(Flow):
     (Pixyz's layout). Volume-preserving: :math:`\log|\det J| = 0`.
 
     >>> a = torch.arange(1., 17.).view(1, 1, 4, 4)
-    >>> z, _ = Squeeze()(a)
+    >>> z = Squeeze()(a)
     >>> z[0, :, 0, 0]
     tensor([1., 2., 5., 6.])
-    >>> torch.equal(Squeeze().inverse(z)[0], a)
+    >>> torch.equal(Squeeze().inverse(z), a)
     True
     """
 
@@ -53,11 +53,11 @@ class Squeeze(Flow):
             )
         return F.pixel_shuffle(z, 2)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         z = self._squeeze(x, "forward")
         return z, (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         x = self._unsqueeze(z, "inverse")
         return x, (self._zero_logdet(z) if compute_jacobian else None)
 
@@ -69,16 +69,16 @@ class Unsqueeze(Squeeze):
     r"""Depth-to-space: ``(C, H, W) -> (C/4, 2H, 2W)``, the inverse of :class:`Squeeze`.
 
     >>> a = torch.arange(1., 17.).view(1, 4, 2, 2)
-    >>> z, _ = Unsqueeze()(a)
-    >>> z.shape, torch.equal(Unsqueeze().inverse(z)[0], a)
+    >>> z = Unsqueeze()(a)
+    >>> z.shape, torch.equal(Unsqueeze().inverse(z), a)
     (torch.Size([1, 1, 4, 4]), True)
     """
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         z = self._unsqueeze(x, "forward")
         return z, (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         x = self._squeeze(z, "inverse")
         return x, (self._zero_logdet(z) if compute_jacobian else None)
 
@@ -90,7 +90,7 @@ class Permutation(Flow):
         permute_indices: the permutation :math:`\pi` of ``0..D-1`` (list, array or tensor).
 
     >>> f = Permutation([0, 3, 1, 2])
-    >>> f(torch.tensor([[10., 11., 12., 13.]]))[0]
+    >>> f(torch.tensor([[10., 11., 12., 13.]]))
     tensor([[10., 13., 11., 12.]])
     """
 
@@ -109,11 +109,11 @@ class Permutation(Flow):
         self.register_buffer("permute_indices", idx)
         self.register_buffer("inv_permute_indices", torch.argsort(idx))
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward")
         return x[:, self.permute_indices], (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         self._check_input(z, "inverse")
         return z[:, self.inv_permute_indices], (self._zero_logdet(z) if compute_jacobian else None)
 
@@ -138,7 +138,7 @@ class Shuffle(Permutation):
 class Reverse(Permutation):
     """Reverse the order of the ``in_features`` features (channels for images).
 
-    >>> Reverse(3)(torch.tensor([[1., 2., 3.]]))[0]
+    >>> Reverse(3)(torch.tensor([[1., 2., 3.]]))
     tensor([[3., 2., 1.]])
     """
 
@@ -155,8 +155,8 @@ class Flatten(Flow):
     first call of :meth:`forward` and checked on every later one (it is part of the ``state_dict``).
 
     >>> f = Flatten((2, 3, 3))
-    >>> z, _ = f(torch.zeros(4, 2, 3, 3))
-    >>> z.shape, f.inverse(z)[0].shape
+    >>> z = f(torch.zeros(4, 2, 3, 3))
+    >>> z.shape, f.inverse(z).shape
     (torch.Size([4, 18]), torch.Size([4, 2, 3, 3]))
     """
 
@@ -164,7 +164,7 @@ class Flatten(Flow):
         super().__init__(None)
         self.in_size = None if in_size is None else torch.Size(in_size)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         if x.ndim < 2:
             raise ShapeError(f"Flatten.forward: expected (batch, *in_size), got {tuple(x.shape)}")
         if self.in_size is None:
@@ -176,7 +176,7 @@ class Flatten(Flow):
             )
         return x.reshape(x.shape[0], -1), (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         if self.in_size is None:
             raise self._no_inverse("in_size is unknown: give Flatten(in_size=...) or call forward first")
         if z.ndim != 2 or z.shape[1] != math.prod(self.in_size):
@@ -209,7 +209,7 @@ class Preprocess(Flow):
 
     >>> f = Preprocess(dequantize=False).double()
     >>> x = torch.rand(2, 1, 2, 2, dtype=torch.float64)
-    >>> torch.allclose(f.inverse(f(x)[0])[0], x)
+    >>> torch.allclose(f.inverse(f(x)), x)
     True
     """
 
@@ -225,7 +225,7 @@ class Preprocess(Flow):
         per_dim = F.softplus(z) + F.softplus(-z) + torch.log1p(-self.data_constraint)
         return per_dim.flatten(1).sum(-1)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         if x.ndim < 2:
             raise ShapeError(f"Preprocess.forward: expected (batch, *features), got {tuple(x.shape)}")
         if self.dequantize:
@@ -235,7 +235,7 @@ class Preprocess(Flow):
         z = p.log() - torch.log1p(-p)
         return z, (self._logdet(z) if compute_jacobian else None)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         if z.ndim < 2:
             raise ShapeError(f"Preprocess.inverse: expected (batch, *features), got {tuple(z.shape)}")
         a = self.data_constraint

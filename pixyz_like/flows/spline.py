@@ -141,8 +141,8 @@ class NeuralSplineCoupling(Flow):
 
     >>> f = NeuralSplineCoupling(4, hidden_features=16).double()
     >>> x = torch.randn(6, 4, dtype=torch.float64)
-    >>> z, logdet = f(x)
-    >>> torch.allclose(f.inverse(z)[0], x)
+    >>> z, logdet = f.transform(x)
+    >>> torch.allclose(f.inverse(z), x)
     True
     """
 
@@ -207,11 +207,11 @@ class NeuralSplineCoupling(Flow):
         )
         return torch.cat([x_kept, moved], dim=1)[:, self.unshuffle], logd.sum(-1)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         out, logdet = self._spline(x, y, inverse=False)
         return out, (logdet if compute_jacobian else None)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         out, logdet = self._spline(z, y, inverse=True)
         return out, (logdet if compute_jacobian else None)
 

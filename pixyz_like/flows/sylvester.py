@@ -92,7 +92,7 @@ class HouseholderFlow(_Amortised):
 
     >>> f = HouseholderFlow(3, num_reflections=2, cond_features=4)
     >>> x, y = torch.randn(5, 3), torch.randn(5, 4)
-    >>> z, logdet = f(x, y)
+    >>> z, logdet = f.transform(x, y)
     >>> torch.allclose(z.norm(dim=1), x.norm(dim=1)), logdet.abs().max().item()
     (True, 0.0)
     """
@@ -110,14 +110,14 @@ class HouseholderFlow(_Amortised):
         self.num_reflections = num_reflections
         self._setup_params({"v": (num_reflections, in_features)}, cond_features, cond_net, init_std=1.0)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward", (2,))
         v = self._params(y, x.shape[0])["v"]
         for k in range(self.num_reflections):
             x = _reflect(x, v[:, k])
         return x, (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         self._check_input(z, "inverse", (2,))
         v = self._params(y, z.shape[0])["v"]
         for k in reversed(range(self.num_reflections)):
@@ -150,8 +150,8 @@ class SylvesterFlow(_Amortised):
 
     >>> f = SylvesterFlow(3, cond_features=2).double()
     >>> x, y = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
-    >>> z, logdet = f(x, y)
-    >>> torch.allclose(f.inverse(z, y)[0], x)
+    >>> z, logdet = f.transform(x, y)
+    >>> torch.allclose(f.inverse(z, y), x)
     True
     """
 
@@ -193,7 +193,7 @@ class SylvesterFlow(_Amortised):
         diag = torch.diagonal(r, dim1=-2, dim2=-1) * torch.diagonal(r_tilde, dim1=-2, dim2=-1)
         return torch.log1p(diag * (1 - h**2)).sum(-1)
 
-    def forward(self, x, y=None, compute_jacobian=True):
+    def transform(self, x, y=None, compute_jacobian=True):
         self._check_input(x, "forward", (2,))
         r, r_tilde, b, v = self._unpack(y, x.shape[0])
         w = self._q_t(x, v)
@@ -201,7 +201,7 @@ class SylvesterFlow(_Amortised):
         z = x + self._q(torch.einsum("bij,bj->bi", r.expand(x.shape[0], -1, -1), h), v)
         return z, (self._logdet(r, r_tilde, h) if compute_jacobian else None)
 
-    def inverse(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(self, z, y=None, compute_jacobian=True):
         self._check_input(z, "inverse", (2,))
         n, d = z.shape
         r, r_tilde, b, v = self._unpack(y, n)

@@ -192,23 +192,23 @@ def make(name, dtype=torch.float64, seed=0):
 @pytest.mark.parametrize("name", BIJECTIVE)
 def test_inverse_of_forward_is_identity(name):
     f, x, y = make(name)
-    z, logdet = f(x, y)
-    x2, logdet_inv = f.inverse(z, y)
+    z, logdet = f.transform(x, y)
+    x2, logdet_inv = f.inverse_transform(z, y)
     torch.testing.assert_close(x2, x, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(logdet_inv, -logdet, atol=1e-6, rtol=1e-6)
-    z2, _ = f(x2, y)
+    z2, _ = f.transform(x2, y)
     torch.testing.assert_close(z2, z, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", BIJECTIVE)
 def test_logdet_equals_log_abs_det_of_autograd_jacobian(name):
     f, x, y = make(name)
-    _, logdet = f(x, y)
+    _, logdet = f.transform(x, y)
     for i in range(x.shape[0]):
         yi = None if y is None else y[i : i + 1]
 
         def fn(v, yi=yi):
-            return f(v.view(1, *x.shape[1:]), yi)[0].reshape(-1)
+            return f(v.view(1, *x.shape[1:]), yi).reshape(-1)
 
         jac = torch.autograd.functional.jacobian(fn, x[i].reshape(-1))
         expected = torch.linalg.slogdet(jac)[1]
@@ -218,13 +218,13 @@ def test_logdet_equals_log_abs_det_of_autograd_jacobian(name):
 @pytest.mark.parametrize("name", BIJECTIVE)
 def test_shapes_and_compute_jacobian_false(name):
     f, x, y = make(name)
-    z, logdet = f(x, y)
+    z, logdet = f.transform(x, y)
     assert logdet.shape == (x.shape[0],)
     assert z.shape[0] == x.shape[0] and z.numel() == x.numel()
-    z2, none = f(x, y, compute_jacobian=False)
+    z2, none = f.transform(x, y, compute_jacobian=False)
     assert none is None
     torch.testing.assert_close(z2, z)
-    x2, none = f.inverse(z, y, compute_jacobian=False)
+    x2, none = f.inverse_transform(z, y, compute_jacobian=False)
     assert none is None and x2.shape == x.shape
 
 
@@ -235,11 +235,11 @@ def test_gradients_reach_every_parameter(name):
     else:
         f, x, y = make(name, torch.float32)
     x = x.clone().requires_grad_()
-    z, logdet = f(x, y)
+    z, logdet = f.transform(x, y)
     # Not rotation-invariant, so Householder vectors get a gradient too.
     loss = (z * torch.randn_like(z)).sum() + (z**2 * torch.rand_like(z)).sum() + logdet.sum()
     if name.startswith(("IAF", "MAF")):
-        loss = loss + f.inverse(z.detach(), y)[0].sum()
+        loss = loss + f.inverse(z.detach(), y).sum()
     loss.backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     for pname, p in f.named_parameters():
@@ -251,11 +251,11 @@ def test_gradients_reach_every_parameter(name):
 @pytest.mark.parametrize("name", COND)
 def test_conditional_flows_respond_to_their_condition(name):
     f, x, y = make(name)
-    z1, ld1 = f(x, y)
-    z2, ld2 = f(x, y + 1.0)
+    z1, ld1 = f.transform(x, y)
+    z2, ld2 = f.transform(x, y + 1.0)
     assert not torch.allclose(z1, z2)
     # each condition gives an invertible map of its own
-    torch.testing.assert_close(f.inverse(z2, y + 1.0)[0], x, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(f.inverse(z2, y + 1.0), x, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", COND)
@@ -274,8 +274,8 @@ def test_save_load_round_trip(name):
     g, _, _ = make(name, seed=7)
     g.load_state_dict(torch.load(buf))
     g.train(f.training)
-    torch.testing.assert_close(g(x, y)[0], f(x, y)[0])
-    torch.testing.assert_close(g(x, y)[1], f(x, y)[1])
+    torch.testing.assert_close(g.transform(x, y)[0], f.transform(x, y)[0])
+    torch.testing.assert_close(g.transform(x, y)[1], f.transform(x, y)[1])
 
 
 @pytest.mark.parametrize("name", BIJECTIVE)
@@ -292,12 +292,12 @@ def test_flowlist_is_sequence_and_repr():
     assert repr(f).startswith("FlowList(") and "PlanarFlow(in_features=2, constraint_u=False)" in repr(f)
 
 
-def test_flow_does_not_keep_the_log_determinant():
+def test_transform_keeps_nothing_on_the_flow():
     f = AffineCoupling(2, scale_translate_net=VecST(2))
-    _, ld1 = f(torch.randn(3, 2))
-    _, ld2 = f(torch.randn(5, 2))
+    _, ld1 = f.transform(torch.randn(3, 2))
+    _, ld2 = f.transform(torch.randn(5, 2))
     assert ld1.shape == (3,) and ld2.shape == (5,)
-    assert not hasattr(f, "logdet_jacobian") and not hasattr(f, "_logdet_jacobian")
+    assert f.logdet_jacobian is None  # only the Pixyz-convention forward reports a log-det
 
 
 # ---------------------------------------------------------------------------------------------- specifics
@@ -330,7 +330,7 @@ def test_maf_density_direction_is_one_pass_and_iaf_sampling_direction_is_one_pas
 def test_batchnorm_training_mode_uses_batch_statistics_and_updates_running_ones():
     f = BatchNorm1d(3, momentum=0.5)
     x1, x2 = torch.randn(500, 3) * 2 + 1, torch.randn(500, 3) * 3 - 1
-    z, logdet = f(x1)
+    z, logdet = f.transform(x1)
     torch.testing.assert_close(z.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(f.running_mean, x1.mean(0))
     torch.testing.assert_close(logdet, (-0.5 * (x1.var(0, unbiased=False) + f.eps).log()).sum().expand(500))
@@ -338,18 +338,18 @@ def test_batchnorm_training_mode_uses_batch_statistics_and_updates_running_ones(
     torch.testing.assert_close(f.running_mean, 0.5 * x1.mean(0) + 0.5 * x2.mean(0))
     torch.testing.assert_close(f.running_var, 0.5 * x1.var(0, unbiased=False) + 0.5 * x2.var(0, unbiased=False))
     f.eval()
-    z, logdet = f(x1)
+    z, logdet = f.transform(x1)
     torch.testing.assert_close(z, (x1 - f.running_mean) / (f.running_var + f.eps).sqrt())
 
 
 def test_actnorm_initialises_once_and_survives_reload():
     f = ActNorm2d(2)
     x = torch.randn(64, 2, 3, 3) * 4 + 2
-    z, _ = f(x)
+    z, _ = f.transform(x)
     torch.testing.assert_close(z.std((0, 2, 3), unbiased=False), torch.ones(2), atol=1e-4, rtol=0)
     g = ActNorm2d(2)
     g.load_state_dict(f.state_dict())
-    z2, _ = g(torch.randn(64, 2, 3, 3))  # a new batch must not re-initialise a loaded layer
+    z2, _ = g.transform(torch.randn(64, 2, 3, 3))  # a new batch must not re-initialise a loaded layer
     torch.testing.assert_close(g.bias, f.bias)
     assert bool(g.initialized)
     assert z2.shape == z.shape
@@ -366,8 +366,8 @@ def test_shuffle_draws_with_torch_rng():
 def test_preprocess_dequantises_within_a_pixel_and_is_logit():
     x = torch.randint(0, 256, (4, 1, 2, 2)).float() / 255
     f = Preprocess()
-    z, _ = f(x)
-    xt, _ = f.inverse(z)
+    z, _ = f.transform(x)
+    xt, _ = f.inverse_transform(z)
     assert ((xt * 256 - x * 255) >= -1e-4).all() and ((xt * 256 - x * 255) < 1 + 1e-4).all()
     p = 0.025 + 0.95 * xt
     torch.testing.assert_close(z, torch.log(p / (1 - p)), atol=1e-5, rtol=1e-5)
@@ -378,7 +378,7 @@ def test_flatten_fixes_its_size_on_first_call_and_checks_it():
     with pytest.raises(NotDefinedError, match="in_size"):
         f.inverse(torch.zeros(2, 12))
     f(torch.zeros(2, 3, 2, 2))
-    assert f.inverse(torch.zeros(5, 12))[0].shape == (5, 3, 2, 2)
+    assert f.inverse(torch.zeros(5, 12)).shape == (5, 3, 2, 2)
     with pytest.raises(ShapeError, match=r"Flatten.forward: expected input of shape \(batch, 3, 2, 2\)"):
         f(torch.zeros(2, 4, 2, 2))
     g = Flatten()
@@ -392,7 +392,7 @@ def test_planar_without_constraint_refuses_a_non_invertible_inverse():
         f.w.copy_(torch.tensor([[1.0, 0.0]]))
         f.u.copy_(torch.tensor([[-3.0, 0.0]]))
         f.b.zero_()
-    _, logdet = f(torch.zeros(1, 2))  # det = 1 + (1 - tanh(0)^2) w.u = -2
+    _, logdet = f.transform(torch.zeros(1, 2))  # det = 1 + (1 - tanh(0)^2) w.u = -2
     torch.testing.assert_close(logdet, torch.tensor([2.0]).log())
     with pytest.raises(NotDefinedError, match="PlanarFlow.*constraint_u=True"):
         f.inverse(torch.zeros(1, 2))
@@ -407,9 +407,9 @@ def test_sylvester_diagonal_keeps_it_invertible_for_any_parameters():
         for p in f.parameters():
             p.normal_(0, 5)
     x = torch.randn(6, 3, dtype=torch.float64) * 3
-    z, logdet = f(x)
+    z, logdet = f.transform(x)
     assert torch.isfinite(logdet).all()
-    torch.testing.assert_close(f.inverse(z)[0], x, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(f.inverse(z), x, atol=1e-6, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- Split
@@ -418,7 +418,7 @@ def test_sylvester_diagonal_keeps_it_invertible_for_any_parameters():
 def test_split_standard_prior_scores_the_factored_half():
     f = Split(5, prior="standard")
     x = torch.randn(4, 5)
-    z, logdet = f(x)
+    z, logdet = f.transform(x)
     assert torch.equal(z, x[:, :3])
     torch.testing.assert_close(logdet, torch.distributions.Normal(0.0, 1.0).log_prob(x[:, 3:]).sum(-1))
 
@@ -429,13 +429,13 @@ def test_split_learned_prior_scores_under_its_network_and_inverse_is_consistent(
         f.net.conv.weight.normal_(0, 0.3)
         f.net.conv.bias.normal_(0, 0.3)
     x = torch.randn(3, 4, 4, 4)
-    z, logdet = f(x)
+    z, logdet = f.transform(x)
     out = f.net(z)
     normal = torch.distributions.Normal(out[:, :2], out[:, 2:].exp())
     torch.testing.assert_close(logdet, normal.log_prob(x[:, 2:]).sum((1, 2, 3)))
-    x2, logdet_inv = f.inverse(z)
+    x2, logdet_inv = f.inverse_transform(z)
     assert torch.equal(x2[:, :2], z)
-    z2, logdet2 = f(x2)
+    z2, logdet2 = f.transform(x2)
     torch.testing.assert_close(z2, z)
     torch.testing.assert_close(logdet_inv, -logdet2)
     assert not f.bijective and not FlowList([Squeeze(), Split(16)]).bijective
@@ -492,8 +492,10 @@ def test_squeeze_odd_size_and_unsqueeze_bad_channels():
 
 
 def test_flow_base_is_identity_and_validates():
-    z, ld = Flow(2)(torch.ones(3, 2))
+    z, ld = Flow(2).transform(torch.ones(3, 2))
     assert torch.equal(z, torch.ones(3, 2)) and torch.equal(ld, torch.zeros(3))
+    x, ld = Flow(2).inverse_transform(torch.ones(3, 2))
+    assert torch.equal(x, torch.ones(3, 2)) and torch.equal(ld, torch.zeros(3))
     with pytest.raises(ParameterError):
         Flow(0)
     with pytest.raises(ParameterError):
@@ -507,9 +509,9 @@ def test_flow_base_is_identity_and_validates():
 
 def test_squeeze_unsqueeze_layout_matches_pixyz():
     a = torch.randn(2, 3, 4, 6)
-    assert torch.equal(Squeeze()(a)[0], pzf.Squeeze()(a))
+    assert torch.equal(Squeeze()(a), pzf.Squeeze()(a))
     b = torch.randn(2, 8, 2, 3)
-    assert torch.equal(Unsqueeze()(b)[0], pzf.Unsqueeze()(b))
+    assert torch.equal(Unsqueeze()(b), pzf.Unsqueeze()(b))
 
 
 @pytest.mark.parametrize(
@@ -521,30 +523,30 @@ def test_affine_coupling_matches_pixyz(mask_type, shape):
     ours = AffineCoupling(c, mask_type, scale_translate_net=net, inverse_mask=True)
     theirs = pzf.AffineCoupling(c, mask_type, scale_translate_net=net, inverse_mask=True)
     x = torch.randn(shape)
-    z, logdet = ours(x)
+    z, logdet = ours.transform(x)
     torch.testing.assert_close(z, theirs(x, compute_jacobian=True))
     torch.testing.assert_close(logdet, theirs.logdet_jacobian)
-    torch.testing.assert_close(ours.inverse(z)[0], theirs.inverse(z))
+    torch.testing.assert_close(ours.inverse(z), theirs.inverse(z))
 
 
 def test_planar_and_channel_conv_and_actnorm_match_pixyz():
     ours, theirs = PlanarFlow(3), pzf.PlanarFlow(3)
     theirs.load_state_dict(ours.state_dict())
     x = torch.randn(6, 3)
-    z, logdet = ours(x)
+    z, logdet = ours.transform(x)
     torch.testing.assert_close(z, theirs(x))
     torch.testing.assert_close(logdet, theirs.logdet_jacobian, atol=1e-5, rtol=1e-5)  # Pixyz adds an epsilon
 
     ours, theirs = ChannelConv(3), pzf.ChannelConv(3)
     theirs.weight.data.copy_(ours.weight.data)
     x = torch.randn(2, 3, 4, 4)
-    z, logdet = ours(x)
+    z, logdet = ours.transform(x)
     torch.testing.assert_close(z, theirs(x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logdet, theirs.logdet_jacobian.expand(2), atol=1e-5, rtol=1e-5)
 
     ours, theirs = ActNorm2d(3), pzf.ActNorm2d(3)
     x = torch.randn(16, 3, 4, 4) * 2 + 1
-    z, logdet = ours(x)
+    z, logdet = ours.transform(x)
     torch.testing.assert_close(z, theirs(x), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(logdet, theirs.logdet_jacobian.expand(16), atol=1e-3, rtol=1e-4)
 
@@ -552,7 +554,7 @@ def test_planar_and_channel_conv_and_actnorm_match_pixyz():
 def test_preprocess_and_batchnorm_training_forward_match_pixyz():
     x = torch.rand(3, 1, 4, 4)
     torch.manual_seed(5)
-    z, logdet = Preprocess()(x)
+    z, logdet = Preprocess().transform(x)
     torch.manual_seed(5)
     theirs = pzf.Preprocess()
     torch.testing.assert_close(z, theirs(x), atol=1e-5, rtol=1e-5)
@@ -560,6 +562,6 @@ def test_preprocess_and_batchnorm_training_forward_match_pixyz():
 
     x = torch.randn(50, 4) * 3
     ours, theirs = BatchNorm1d(4, eps=1e-7), pzf.BatchNorm1d(4)  # Pixyz's epsilon is 1e-7
-    z, logdet = ours(x)
+    z, logdet = ours.transform(x)
     torch.testing.assert_close(z, theirs(x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logdet, theirs.logdet_jacobian.expand(50), atol=1e-5, rtol=1e-5)
