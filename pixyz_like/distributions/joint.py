@@ -81,7 +81,10 @@ class MultiplyDistribution(Distribution):
 
     @property
     def input_var(self) -> list[str]:
-        return list(dict.fromkeys(v for f in self._factors for v in f.input_var if v not in self._var))
+        # A variable is an input unless a factor generates it; a data factor (EmpiricalDistribution)
+        # reads its variable from the input dict, so that variable stays an input of the joint.
+        made = {v for f in self._factors for v in f.var if v not in f.input_var}
+        return list(dict.fromkeys(v for f in self._factors for v in f.input_var if v not in made))
 
     @property
     def has_reparam(self) -> bool:  # type: ignore[override]

@@ -9,7 +9,7 @@ import torch
 from ..distributions.distributions import _sum_features
 from ..distributions.joint import ReplaceVarDistribution
 from ..distributions.kl import has_closed_form_kl, kl_elementwise
-from ..errors import NotDefinedError, VariableMismatchError
+from ..errors import NotDefinedError, ShapeError, VariableMismatchError
 from .losses import Expectation, Loss
 
 __all__ = ["KullbackLeibler", "KL"]
@@ -33,8 +33,10 @@ class KullbackLeibler(Loss):
     form when one exists for the two families (see
     :func:`~pixyz_like.distributions.has_closed_form_kl`) and the Monte Carlo estimate otherwise (a
     joint, a flow, a mixture...). The formula prints what is computed: :math:`D_{KL}[\cdot\|\cdot]`
-    for the closed form, the expectation for the estimate. The two distributions must be over the
-    same variables.
+    for the closed form, the expectation for the estimate. The closed form pairs the two
+    distributions' variables in order, so their names may differ (as in Pixyz); the Monte Carlo
+    estimate needs the same variables. A pair with no closed form is refused when the loss is
+    evaluated (``NotDefinedError``), not when it is built.
 
     >>> from pixyz_like.distributions import Normal
     >>> q = Normal(loc="x", scale=1., var=["z"], cond_var=["x"], name="q")
@@ -53,11 +55,6 @@ class KullbackLeibler(Loss):
 
     def __init__(self, p, q, dim: int | Sequence[int] | None = None, analytical: bool | str = True,
                  sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
-        if set(p.var) != set(q.var):
-            raise VariableMismatchError(
-                f"KullbackLeibler: {p.prob_text} is over {p.var} but {q.prob_text} is over {q.var}; "
-                "a divergence compares distributions over the same variables"
-            )
         if analytical not in (True, False, "auto"):
             raise TypeError(f"KullbackLeibler: analytical must be True, False or 'auto', got {analytical!r}")
         super().__init__(p.input_var + q.input_var)
@@ -66,18 +63,34 @@ class KullbackLeibler(Loss):
         self.dim = dim
         self.sample_shape = torch.Size(sample_shape)
         closed = has_closed_form_kl(_family(p)[0], _family(q)[0])
-        if analytical is True and not closed:
-            raise NotDefinedError(
-                f"KullbackLeibler({p.prob_text}, {q.prob_text}): no closed form is known for "
-                f"{p.distribution_name or type(p).__name__} against {q.distribution_name or type(q).__name__}; "
-                "use analytical=False (Monte Carlo) or analytical='auto'"
-            )
         # "auto" resolves once, here: the choice depends only on the two families, never on the data.
         self.analytical = closed if analytical == "auto" else bool(analytical)
+        self._closed = closed
         if self.analytical:
+            # The closed form compares parameters, so the two variables may have different names
+            # (a world model compares q(s_post|...) with p(s_prior|...)); they are paired in order.
+            if len(p.var) != len(q.var):
+                raise VariableMismatchError(
+                    f"KullbackLeibler: {p.prob_text} is over {p.var} but {q.prob_text} is over {q.var}; "
+                    "a divergence compares distributions over the same number of variables"
+                )
             self._mc = None
         else:
+            if set(p.var) != set(q.var):
+                raise VariableMismatchError(
+                    f"KullbackLeibler: {p.prob_text} is over {p.var} but {q.prob_text} is over {q.var}; "
+                    "a Monte Carlo KL scores samples of the first with the second, so both must be over the "
+                    "same variables (rename one with replace_var)"
+                )
             self._mc = Expectation(p, p.log_prob() - q.log_prob(), sample_shape=self.sample_shape)
+
+    def _not_defined(self) -> NotDefinedError:
+        p, q = self.p, self.q
+        return NotDefinedError(
+            f"KullbackLeibler({p.prob_text}, {q.prob_text}): no closed form is known for "
+            f"{p.distribution_name or type(p).__name__} against {q.distribution_name or type(q).__name__}; "
+            "use analytical=False (Monte Carlo) or analytical='auto'"
+        )
 
     def _latex(self) -> str:
         if self._mc is not None:
@@ -87,10 +100,13 @@ class KullbackLeibler(Loss):
     def _eval(self, x_dict, ctx):
         if self._mc is not None:
             return self._mc._eval(x_dict, ctx)
+        if not self._closed:  # refused when evaluated: programs build KLs they never evaluate
+            raise self._not_defined()
         fp, rp = _family(self.p)
         fq, rq = _family(self.q)
         params_p = fp._get_params({rp.get(k, k): v for k, v in x_dict.items()} if rp else x_dict, ctx)
         params_q = fq._get_params({rq.get(k, k): v for k, v in x_dict.items()} if rq else x_dict, ctx)
+        self._check_shapes(params_p, params_q)
         kl = kl_elementwise(fp, params_p, fq, params_q)
         if self.dim is not None:
             dims = (self.dim,) if isinstance(self.dim, int) else tuple(self.dim)
@@ -98,6 +114,19 @@ class KullbackLeibler(Loss):
         n_p, n_q = fp._n_feat(params_p), fq._n_feat(params_q)
         n_feat = None if n_p is None and n_q is None else max(n for n in (n_p, n_q) if n is not None)
         return _sum_features(kl, n_feat, True, None), {}
+
+    def _check_shapes(self, params_p: dict, params_q: dict) -> None:
+        """The two distributions' parameters must broadcast (same features, compatible batches)."""
+        shapes_p = [tuple(v.shape) for v in params_p.values() if isinstance(v, torch.Tensor)]
+        shapes_q = [tuple(v.shape) for v in params_q.values() if isinstance(v, torch.Tensor)]
+        try:
+            torch.broadcast_shapes(*shapes_p, *shapes_q)
+        except RuntimeError as e:
+            raise ShapeError(
+                f"KullbackLeibler({self.p.prob_text}, {self.q.prob_text}): the parameters of "
+                f"{self.p.prob_text} have shapes {shapes_p} and those of {self.q.prob_text} {shapes_q}; "
+                "they must have the same features and batch sizes that broadcast"
+            ) from e
 
 
 KL = KullbackLeibler

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pixyz_like.distributions import Bernoulli, Categorical, Normal
-from pixyz_like.errors import NotDefinedError, VariableMismatchError
+from pixyz_like.errors import NotDefinedError, ShapeError, VariableMismatchError
 from pixyz_like.losses import Expectation, KullbackLeibler, Parameter
 
 
@@ -64,14 +64,41 @@ def test_auto_falls_back_to_monte_carlo_for_joints():
     assert value.item() == pytest.approx(0.5, abs=0.02)
 
 
-def test_analytical_true_without_closed_form_fails_when_built():
+def test_analytical_true_without_closed_form_fails_when_evaluated_not_when_built():
     joint = Normal(loc="z", scale=1.0, var=["x"], cond_var=["z"]) * prior()
+    kl = KullbackLeibler(joint, joint)  # programs build KLs they never evaluate: no error yet
     with pytest.raises(NotDefinedError, match="analytical='auto'"):
-        KullbackLeibler(joint, joint)
+        kl.eval({"x": torch.zeros(3, 2), "z": torch.zeros(3, 2)})
     with pytest.raises(TypeError, match="analytical"):
         KullbackLeibler(encoder(), prior(), analytical="yes")
+
+
+def test_closed_form_kl_pairs_differently_named_variables_in_order():
+    # A world model compares a posterior over s_post with a prior over s_prior (Pixyz computes it).
+    post = Normal(loc="x", scale=0.5, var=["s_post"], cond_var=["x"], name="q")
+    other = Normal(loc=0.0, scale=1.0, var=["s_prior"], features_shape=[2], name="p")
+    x = torch.randn(4, 2)
+    got = KullbackLeibler(post, other).eval({"x": x})
+    want = torch.distributions.kl_divergence(
+        torch.distributions.Normal(x, 0.5), torch.distributions.Normal(torch.zeros(2), 1.0)
+    ).sum(-1)
+    torch.testing.assert_close(got, want)
+
+
+def test_kl_refuses_what_it_cannot_pair():
+    with pytest.raises(VariableMismatchError):  # Monte Carlo scores p's samples with q: same names needed
+        KullbackLeibler(encoder(), Normal(loc=0.0, scale=1.0, var=["w"], features_shape=[2]), analytical=False)
+    two = Normal(loc=0.0, scale=1.0, var=["a"], features_shape=[2]) * Normal(loc=0.0, scale=1.0, var=["b"])
     with pytest.raises(VariableMismatchError):
-        KullbackLeibler(encoder(), Normal(loc=0.0, scale=1.0, var=["w"], features_shape=[2]))
+        KullbackLeibler(encoder(), two)
+
+
+def test_closed_form_kl_with_mismatched_features_is_a_shape_error():
+    wide = Normal(loc=0.0, scale=1.0, var=["z"], features_shape=[3], name="p_{wide}")
+    kl = KullbackLeibler(encoder(), wide)
+    with pytest.raises(ShapeError) as info:
+        kl.eval({"x": torch.zeros(4, 2)})
+    assert "q(z|x)" in str(info.value) and "p_{wide}(z)" in str(info.value)
 
 
 def test_monte_carlo_agrees_with_the_closed_form():
