@@ -1,16 +1,22 @@
 """Every flow, parametrised (zuko style): invertibility, log-determinant against autograd's Jacobian,
 shapes, gradients, conditioning, save/load, repr and errors. Plus parity with Pixyz 0.3.3 where the
-maths is the same, and the non-bijective multi-scale Split."""
+maths is the same, the non-bijective multi-scale Split, and Pixyz's calling convention: built-in flows
+return tensors and report ``logdet_jacobian`` (never read by the library), flows written the Pixyz
+way work alone, in a FlowList and in the flow distributions (log-densities against closed forms), and
+``set_epsilon`` reaches the flows that take an ``eps``."""
 
 from __future__ import annotations
 
 import io
+import math
 
 import pixyz.flows as pzf
+import pixyz.utils as pzu
 import pytest
 import torch
 from torch import nn
 
+from pixyz_like.distributions import InverseTransformedDistribution, Normal, TransformedDistribution
 from pixyz_like.errors import NotDefinedError, ParameterError, ShapeError
 from pixyz_like.flows import (
     IAF,
@@ -38,6 +44,9 @@ from pixyz_like.flows import (
     Unsqueeze,
 )
 from pixyz_like.layers import ResNet
+from pixyz_like.losses import Expectation
+from pixyz_like.models import ML
+from pixyz_like.utils import epsilon, set_epsilon
 
 # ---------------------------------------------------------------------------------------------- nets
 
@@ -565,3 +574,339 @@ def test_preprocess_and_batchnorm_training_forward_match_pixyz():
     z, logdet = ours.transform(x)
     torch.testing.assert_close(z, theirs(x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logdet, theirs.logdet_jacobian.expand(50), atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- Pixyz's convention
+# forward/inverse return tensors, logdet_jacobian reports the last forward; the library uses transform.
+
+
+@pytest.mark.parametrize("name", BIJECTIVE)
+def test_builtin_flows_follow_pixyz_convention(name):
+    f, x, y = make(name)
+    z_ref, ld_ref = f.transform(x, y)
+    z = f(x, y)
+    assert isinstance(z, torch.Tensor)
+    torch.testing.assert_close(z, z_ref)
+    torch.testing.assert_close(f.logdet_jacobian, ld_ref)
+    torch.testing.assert_close(f.forward(x, y, compute_jacobian=True), z_ref)
+    x_back = f.inverse(z, y)
+    assert isinstance(x_back, torch.Tensor)
+    torch.testing.assert_close(x_back, f.inverse_transform(z, y)[0])
+    torch.testing.assert_close(x_back, x, atol=1e-6, rtol=1e-6)
+    # compute_jacobian=False: a tensor, and no log-det reported
+    assert isinstance(f(x, y, compute_jacobian=False), torch.Tensor) and f.logdet_jacobian is None
+
+
+@pytest.mark.parametrize("name", BIJECTIVE)
+def test_transform_leaves_the_pixyz_attribute_alone(name):
+    f, x, y = make(name)
+    z = f(x, y)
+    reported = f.logdet_jacobian
+    f.transform(x[:2], None if y is None else y[:2])
+    f.inverse_transform(z[:2], None if y is None else y[:2])
+    f.inverse(z, y)
+    assert f.logdet_jacobian is reported
+
+
+def test_logdet_jacobian_is_none_before_any_call_and_read_only():
+    f = AffineCoupling(2, scale_translate_net=VecST(2))
+    assert f.logdet_jacobian is None
+    with pytest.raises(AttributeError):
+        f.logdet_jacobian = torch.zeros(3)
+
+
+def test_flowlist_reports_its_sum_and_leaves_its_members_alone():
+    layers = [AffineCoupling(3, scale_translate_net=VecST(3)), Reverse(3), PlanarFlow(3)]
+    f = FlowList(layers)
+    x = torch.randn(4, 3)
+    z = f(x)
+    h, total = x, torch.zeros(4)
+    for layer in layers:
+        h, ld = layer.transform(h)
+        total = total + ld
+    torch.testing.assert_close(z, h)
+    torch.testing.assert_close(f.logdet_jacobian, total)
+    assert all(layer.logdet_jacobian is None for layer in layers)
+
+
+class _Poison:
+    """A stale ``_logdet_jacobian``: any arithmetic with it, or any use as a tensor, fails."""
+
+
+def test_the_library_never_reads_logdet_jacobian_of_builtin_flows(monkeypatch):
+    def poisoned(self):
+        raise AssertionError(f"{type(self).__name__}.logdet_jacobian was read")
+
+    monkeypatch.setattr(Flow, "logdet_jacobian", property(poisoned))
+    flow = FlowList([AffineCoupling(2, scale_translate_net=VecST(2)), Reverse(2), PlanarFlow(2, constraint_u=True)])
+    for m in flow.modules():
+        if isinstance(m, Flow):
+            m._logdet_jacobian = _Poison()
+    base = Normal(loc=torch.zeros(2), scale=torch.ones(2), var=["z"], name="p_0")
+    p = InverseTransformedDistribution(base, flow, var=["x"])
+    q = TransformedDistribution(base, flow, var=["x"])
+    x = torch.randn(5, 2)
+    z, ld = flow.transform(x)
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1) + ld
+    torch.testing.assert_close(p.get_log_prob({"x": x}), expected)
+    out, lp = p.sample(batch_n=3, return_log_prob=True)
+    torch.testing.assert_close(lp, p.get_log_prob({"x": out["x"]}), atol=1e-5, rtol=1e-5)
+    out, lp = q.sample(batch_n=3, return_log_prob=True, compute_jacobian=False)
+    torch.testing.assert_close(lp, q.get_log_prob({"x": out["x"]}), atol=1e-4, rtol=1e-4)
+    assert torch.isfinite(Expectation(q, -q.log_prob()).eval({})).all()
+    ML(p, optimizer_params={"lr": 1e-3}).train({"x": x})
+
+
+# ---------------------------------------------------------------------------------------------- user flows
+
+
+class PixyzAffine(Flow):
+    r"""An elementwise affine map :math:`z = e^{a} \odot x + b`, written as a Pixyz 0.3.3 program writes
+    a flow: ``forward`` returns the tensor and stores the log-det; ``inverse(z, y=None)``."""
+
+    def __init__(self, in_features):
+        super().__init__(in_features)
+        self.log_a = nn.Parameter(torch.randn(in_features) * 0.5)
+        self.b = nn.Parameter(torch.randn(in_features))
+
+    def forward(self, x, y=None, compute_jacobian=True):
+        z = x * self.log_a.exp() + self.b
+        if compute_jacobian:
+            self._logdet_jacobian = self.log_a.sum()  # one number, as Pixyz's ChannelConv stores it
+        return z
+
+    def inverse(self, z, y=None):
+        return (z - self.b) * (-self.log_a).exp()
+
+
+class PixyzScaleByCondition(Flow):
+    """A conditional Pixyz-style flow: ``z = x * exp(y)``, log-det per row."""
+
+    def forward(self, x, y=None, compute_jacobian=True):
+        if compute_jacobian:
+            self._logdet_jacobian = y.sum(-1)
+        return x * y.exp()
+
+    def inverse(self, z, y=None):
+        return z * (-y).exp()
+
+
+def test_pixyz_style_flow_alone():
+    f = PixyzAffine(3)
+    x = torch.randn(4, 3)
+    a, b = f.log_a.detach().exp(), f.b.detach()
+    z, ld = f.transform(x)
+    torch.testing.assert_close(z, x * a + b)
+    torch.testing.assert_close(ld, a.log().sum().expand(4))
+    xb, ld_inv = f.inverse_transform(z)
+    torch.testing.assert_close(xb, x, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ld_inv, -a.log().sum().expand(4))
+    assert f.inverse_transform(z, compute_jacobian=False)[1] is None
+    assert isinstance(f(x), torch.Tensor) and torch.is_tensor(f.logdet_jacobian)  # its own Pixyz behaviour
+
+
+def test_pixyz_style_flow_inside_a_flowlist():
+    user = PixyzAffine(3)
+    f = FlowList([Reverse(3), user, PlanarFlow(3, constraint_u=True)]).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    z, ld = f.transform(x)
+    jac = [torch.autograd.functional.jacobian(lambda v: f(v.view(1, 3)).view(3), x[i]) for i in range(5)]
+    torch.testing.assert_close(ld, torch.stack([torch.linalg.slogdet(j)[1] for j in jac]))
+    torch.testing.assert_close(f(x), z)
+    torch.testing.assert_close(f.logdet_jacobian, ld)
+    xb, ld_inv = f.inverse_transform(z)
+    torch.testing.assert_close(xb, x)
+    torch.testing.assert_close(ld_inv, -ld)
+    torch.testing.assert_close(f.inverse(z), x)
+
+
+def test_pixyz_style_conditional_flow_in_a_flowlist():
+    f = FlowList([PixyzScaleByCondition(None), Reverse(2)])
+    x, y = torch.randn(4, 2), torch.randn(4, 2)
+    z, ld = f.transform(x, y)
+    torch.testing.assert_close(z, (x * y.exp()).flip(1))
+    torch.testing.assert_close(ld, y.sum(-1))
+    torch.testing.assert_close(f.inverse(z, y), x)
+
+
+def _affine_closed_form(f):
+    a, b = f.log_a.detach().exp(), f.b.detach()
+    return a, b
+
+
+def test_pixyz_style_flow_in_an_inverse_transformed_distribution():
+    torch.manual_seed(0)
+    f = PixyzAffine(2)
+    base = Normal(loc=torch.zeros(2), scale=torch.ones(2), var=["z"], name="p_0")
+    p = InverseTransformedDistribution(base, FlowList([f]), var=["x"])
+    a, b = _affine_closed_form(f)
+    exact = torch.distributions.Normal(-b / a, 1 / a)  # z = a x + b ~ N(0, 1)  <=>  x ~ N(-b/a, 1/a)
+    x = torch.randn(6, 2)
+    torch.testing.assert_close(p.get_log_prob({"x": x}), exact.log_prob(x).sum(-1))
+    out, lp = p.sample(batch_n=4, sample_shape=[3], return_log_prob=True)
+    assert out["x"].shape == (3, 4, 2)
+    torch.testing.assert_close(lp, exact.log_prob(out["x"]).sum(-1))
+    torch.testing.assert_close(out["x"], (out["z"] - b) / a)
+    # Pixyz's own calls on the distribution
+    torch.testing.assert_close(p.forward(x), x * a + b)
+    torch.testing.assert_close(p.logdet_jacobian, a.log().sum().expand(6))  # the FlowList's attribute
+    torch.testing.assert_close(p.inverse(p.forward(x, compute_jacobian=False)), x)
+    # trains by maximum likelihood: gradients reach the user's parameters
+    model = ML(p, optimizer_params={"lr": 1e-2})
+    model.train({"x": x})
+    assert f.log_a.grad is not None and f.log_a.grad.abs().sum() > 0
+
+
+def test_pixyz_style_flow_in_a_transformed_distribution():
+    torch.manual_seed(1)
+    f = PixyzAffine(2)
+    base = Normal(loc=torch.zeros(2), scale=torch.ones(2), var=["z0"], name="q_0")
+    q = TransformedDistribution(base, f, var=["z"], name="q")
+    a, b = _affine_closed_form(f)
+    exact = torch.distributions.Normal(b, a)  # z = a z0 + b
+    z = torch.randn(5, 2)
+    torch.testing.assert_close(q.get_log_prob({"z": z}), exact.log_prob(z).sum(-1))  # inverts the user's flow
+    out, lp = q.sample(batch_n=5, return_log_prob=True)
+    torch.testing.assert_close(lp, exact.log_prob(out["z"]).sum(-1))
+    torch.testing.assert_close(q.logdet_jacobian, a.log().sum().expand(5))  # Pixyz: sample() reports it
+
+
+def test_pixyz_style_flow_without_inverse_has_none():
+    class ForwardOnly(Flow):
+        def forward(self, x, y=None, compute_jacobian=True):
+            if compute_jacobian:
+                self._logdet_jacobian = torch.full((x.shape[0],), x.shape[1] * math.log(2.0))
+            return 2 * x
+
+    f = ForwardOnly(2)
+    with pytest.raises(NotDefinedError, match="ForwardOnly.*defines forward but no inverse"):
+        f.inverse(torch.zeros(1, 2))
+    q = TransformedDistribution(Normal(loc=torch.zeros(2), scale=torch.ones(2), var=["z0"]), f, var=["z"])
+    out, lp = q.sample(batch_n=3, return_log_prob=True)  # no inverse needed for its own samples
+    torch.testing.assert_close(lp, torch.distributions.Normal(0.0, 2.0).log_prob(out["z"]).sum(-1))
+    with pytest.raises(NotDefinedError, match="return_log_prob"):
+        q.get_log_prob({"z": torch.zeros(3, 2)})
+
+
+def test_pixyz_style_inverse_raising_not_implemented_is_not_defined():
+    class NoInverse(PixyzAffine):
+        def inverse(self, z, y=None):
+            raise NotImplementedError()
+
+    with pytest.raises(NotDefinedError, match="NoInverse.*inverse is not available"):
+        NoInverse(2).inverse_transform(torch.zeros(1, 2))
+
+
+def test_pixyz_style_volume_preserving_flow_sets_its_logdet_once():
+    class Swap(Flow):  # Pixyz's own Permutation stores 0 once, in __init__
+        def __init__(self):
+            super().__init__(2)
+            self._logdet_jacobian = 0
+
+        def forward(self, x, y=None, compute_jacobian=True):
+            return x.flip(1)
+
+        def inverse(self, z, y=None):
+            return z.flip(1)
+
+    z, ld = Swap().transform(torch.randn(3, 2))
+    torch.testing.assert_close(ld, torch.zeros(3))
+
+
+def test_pixyz_style_flow_mistakes_are_named():
+    class NoLogdet(Flow):
+        def forward(self, x, y=None, compute_jacobian=True):
+            return x
+
+    class Tuple(Flow):
+        def forward(self, x, y=None, compute_jacobian=True):
+            return x, torch.zeros(x.shape[0])
+
+    class BadShape(Flow):
+        def forward(self, x, y=None, compute_jacobian=True):
+            self._logdet_jacobian = torch.zeros(x.shape[0] + 1)
+            return x
+
+    x = torch.zeros(3, 2)
+    with pytest.raises(NotDefinedError, match=r"NoLogdet.*did not set self._logdet_jacobian"):
+        NoLogdet(2).transform(x)
+    assert NoLogdet(2).transform(x, compute_jacobian=False)[1] is None
+    with pytest.raises(TypeError, match=r"Tuple.*returned a tuple.*implement transform"):
+        FlowList([Tuple(2)]).transform(x)
+    with pytest.raises(ShapeError, match=r"BadShape.*shape \(4,\).*\(3,\)"):
+        BadShape(2).transform(x)
+
+
+def test_subclass_of_a_builtin_overriding_forward_the_pixyz_way():
+    class Doubled(Reverse):  # calls the built-in through super(), as a Pixyz subclass would
+        def forward(self, x, y=None, compute_jacobian=True):
+            z = super().forward(x, y, compute_jacobian) * 2
+            if compute_jacobian:
+                self._logdet_jacobian = self._logdet_jacobian + x.shape[1] * math.log(2)
+            return z
+
+        def inverse(self, z, y=None):
+            return super().inverse(z / 2, y)
+
+    f = Doubled(3)
+    x = torch.randn(4, 3)
+    z, ld = FlowList([f]).transform(x)  # the override is honoured, and does not recurse
+    torch.testing.assert_close(z, 2 * x.flip(1))
+    torch.testing.assert_close(ld, torch.full((4,), 3 * math.log(2)))
+    xb, ld_inv = f.inverse_transform(z)
+    torch.testing.assert_close(xb, x)
+    torch.testing.assert_close(ld_inv, -ld)
+
+
+def test_flow_accepts_numpy_sizes_as_pixyz_does():
+    np = pytest.importorskip("numpy")
+    assert Flow(np.int64(4)).in_features == 4
+
+
+# ------------------------------------------------------------------------------- Pixyz parity (convention)
+
+
+def test_flowlist_matches_pixyz_with_the_same_weights():
+    net = VecST(3)
+    ours = FlowList([AffineCoupling(3, scale_translate_net=net), Reverse(3), PlanarFlow(3)])
+    theirs = pzf.FlowList([pzf.AffineCoupling(3, scale_translate_net=net), pzf.Reverse(3), pzf.PlanarFlow(3)])
+    theirs.flow_list[2].load_state_dict(ours[2].state_dict())
+    x = torch.randn(7, 3)
+    torch.testing.assert_close(ours(x), theirs(x))
+    torch.testing.assert_close(ours.logdet_jacobian, theirs.logdet_jacobian, atol=1e-5, rtol=1e-5)
+    z = ours(x)
+    # Pixyz's PlanarFlow has no inverse; ours solves for it.
+    with pytest.raises(NotImplementedError):
+        theirs.inverse(z)
+    torch.testing.assert_close(ours.inverse(z), x, atol=1e-5, rtol=1e-5)
+
+
+def test_batchnorm_default_eps_and_set_epsilon_match_pixyz():
+    x = torch.randn(50, 4) * 3 + 1
+    ours, theirs = BatchNorm1d(4), pzf.BatchNorm1d(4)
+    assert ours.eps == epsilon() == pzu.epsilon() == 1e-7
+    torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.logdet_jacobian, theirs.logdet_jacobian.expand(50), atol=1e-5, rtol=1e-5)
+    old = epsilon()
+    try:
+        set_epsilon(0.5)
+        pzu.set_epsilon(0.5)
+        ours, theirs = BatchNorm1d(2), pzf.BatchNorm1d(2)
+        assert ours.eps == 0.5 and BatchNorm2d(2).eps == 0.5 and ActNorm2d(2).eps == 0.5
+        v = torch.randn(8, 2) * 0.1  # small variance: eps matters
+        torch.testing.assert_close(ours(v), theirs(v), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ours.logdet_jacobian, theirs.logdet_jacobian.expand(8), atol=1e-5, rtol=1e-5)
+    finally:
+        set_epsilon(old)
+        pzu.set_epsilon(old)
+    assert BatchNorm1d(2).eps == old and BatchNorm1d(2, eps=1e-3).eps == 1e-3
+
+
+def test_preprocess_pixyz_convention_matches_pixyz():
+    x = torch.rand(3, 1, 4, 4)
+    ours, theirs = Preprocess(), pzf.Preprocess()
+    torch.manual_seed(5)
+    z = ours(x)
+    torch.manual_seed(5)
+    torch.testing.assert_close(z, theirs(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.logdet_jacobian, theirs.logdet_jacobian, atol=1e-3, rtol=1e-5)
