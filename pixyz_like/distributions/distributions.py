@@ -264,8 +264,13 @@ class Distribution(nn.Module):
         """Log-density of ``var`` given ``cond_var``, summed over the feature dimensions."""
         check_options(f"{self._owner()}.get_log_prob()", options, ("sum_features", "feature_dims"))
         x_dict = self._as_dict(x_dict, "get_log_prob")
-        self._require(x_dict, self.var + self.input_var, "get_log_prob")
+        self._require(x_dict, self.scoring_var, "get_log_prob")
         return self._log_prob(x_dict, EvalContext(), sum_features, feature_dims)
+
+    @property
+    def scoring_var(self) -> list[str]:
+        """The variables ``get_log_prob`` needs: ``var`` and the inputs."""
+        return list(dict.fromkeys(self.var + self.input_var))
 
     def get_prob(self, x_dict: Mapping[str, Any] | None = None, sum_features: bool = True,
                  feature_dims: Sequence[int] | None = None) -> torch.Tensor:

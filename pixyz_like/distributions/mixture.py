@@ -202,10 +202,12 @@ class MixtureModel(Distribution):
                 f"{getattr(prior, 'prob_text', '')} ({type(prior).__name__})"
             )
         hidden = prior.var
-        clash = [v for d in comps for v in d.var + d.cond_var if v in hidden]
+        # The indicator is summed out, so it may share the observed variable's name (Pixyz's defaults
+        # give both "x"); a component conditioned on it would be a cycle, though.
+        clash = [v for d in comps for v in d.cond_var if v in hidden]
         if clash:
-            raise GraphError(f"{owner}: the components must not involve the prior's variable {hidden}")
-        if len(prior.features_shape):
+            raise GraphError(f"{owner}: the components must not be conditioned on the prior's variable {hidden}")
+        if len(prior.features_shape) > 1:  # (K,): one categorical variable
             raise ShapeError(
                 f"{owner}: the prior must be one categorical variable (probs of shape (K,)), got features_shape "
                 f"{tuple(prior.features_shape)}"
@@ -312,6 +314,11 @@ class MixtureModel(Distribution):
         x, z = self._sample_both(x_dict, EvalContext(), batch_n, torch.Size(sample_shape), sample_mean)
         out = {self._var[0]: x}
         if return_hidden:
+            if self.hidden_var[0] == self._var[0]:
+                raise GraphError(
+                    f"{self._owner()}: return_hidden needs the prior's variable to have its own name; both are "
+                    f"{self._var[0]!r} (name the prior's variable, e.g. Categorical(var=['z'], ...))"
+                )
             out[self.hidden_var[0]] = z
         if return_all:
             x_dict.update(out)
@@ -325,9 +332,10 @@ class PosteriorMixtureModel(Categorical):
     Its probabilities are the responsibilities
     :math:`\pi_i p_i(x) / \sum_j \pi_j p_j(x) = \operatorname{softmax}_i(\log \pi_i + \log p_i(x))`; it
     samples one-hot components, scores them, and has the categorical entropy, mean and closed-form KL.
-    Pixyz's version could not sample and returned the table :math:`\log p(z=i|x)` from
-    ``get_log_prob`` given ``x`` alone; that table is ``mixture.get_log_prob(d, return_hidden=True) -
-    mixture.get_log_prob(d)``.
+    Given ``x`` alone (no value of ``z``), ``get_log_prob`` and ``prob().eval`` return the table
+    :math:`\log p(z=i|x)` (or :math:`p(z=i|x)`) for every component, shape ``(K, batch)``, as Pixyz
+    did; the EM steps of a Gaussian mixture read the responsibilities this way. Pixyz's version
+    could not sample.
 
     >>> from pixyz_like.distributions import Normal
     >>> comps = [Normal(loc=m, scale=1.0, var=["x"], features_shape=[1]) for m in (-1.0, 1.0)]
@@ -352,5 +360,16 @@ class PosteriorMixtureModel(Categorical):
         x, z = convert_latex_name(self.p.var[0]), convert_latex_name(self.var[0])
         return f"\\frac{{{name}({x},{z})}}{{{name}({x})}}"
 
+    @property
+    def scoring_var(self) -> list[str]:
+        """Only ``x``: scored without ``z`` it gives every component's posterior (see :meth:`_log_prob`)."""
+        return self.input_var
+
     def _get_params(self, x_dict: Mapping[str, Any], ctx):
         return {"probs": torch.softmax(self.p._log_joint(dict(x_dict), ctx), dim=-1)}
+
+    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+        if self._var[0] in x_dict and self._var[0] not in self.p.var:
+            return super()._log_prob(x_dict, ctx, sum_features, feature_dims)
+        # Given x alone (as Pixyz): the table log p(z=i|x), components first, shape (K, batch).
+        return torch.log_softmax(self.p._log_joint(dict(x_dict), ctx), dim=-1).movedim(-1, 0)

@@ -23,7 +23,7 @@ class LogProb(Loss):
     """
 
     def __init__(self, p, sum_features: bool = True, feature_dims: Sequence[int] | None = None) -> None:
-        super().__init__(p.var + p.input_var)
+        super().__init__(p.scoring_var)
         self.p = p
         self.sum_features = sum_features
         self.feature_dims = feature_dims
