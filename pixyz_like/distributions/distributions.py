@@ -199,7 +199,7 @@ class Distribution(nn.Module):
         """The directed graph of the factors; ``p.graph.to_dot()`` gives Graphviz DOT text."""
         from .graph import DistributionGraph
 
-        return DistributionGraph(self.factors(), self.var, self.cond_var)
+        return DistributionGraph(self.factors(), self.var, self.cond_var, owner=self)
 
     # ------------------------------------------------------------------ input handling
     def _as_dict(self, x_dict: Any, action: str) -> dict[str, Any]:

@@ -2,11 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from ..utils import convert_latex_name
+from ..utils import check_options, convert_latex_name, tolist
 
-__all__ = ["DistributionGraph"]
+__all__ = ["DistributionGraph", "Factor"]
+
+#: The sampling options a factor of a product can be given with :meth:`DistributionGraph.set_option`.
+FACTOR_OPTIONS = ("batch_n", "sample_shape", "reparam", "sample_mean")
+
+
+class Factor:
+    """One factor of a distribution's graph: an atomic distribution and its own sampling options.
+
+    ``option`` (Pixyz's name) holds the options set by :meth:`DistributionGraph.set_option`; it is
+    the factor distribution's setting, so every graph of a product that holds it sees the same value.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> f = Factor(Normal(loc=0., scale=1., var=["y"]))
+    >>> f.option = {"batch_n": 4}
+    >>> f.option, f.var, f.cond_var
+    ({'batch_n': 4}, ['y'], [])
+    """
+
+    def __init__(self, dist: Any) -> None:
+        self.dist = dist
+
+    @property
+    def option(self) -> dict[str, Any]:
+        return dict(getattr(self.dist, "_factor_option", {}))
+
+    @option.setter
+    def option(self, value: Mapping[str, Any]) -> None:
+        value = dict(value)
+        check_options(f"{self.dist.prob_text}: a factor's option", value, FACTOR_OPTIONS)
+        self.dist._factor_option = value
+
+    @property
+    def var(self) -> list[str]:
+        return list(self.dist.var)
+
+    @property
+    def cond_var(self) -> list[str]:
+        return list(self.dist.cond_var)
+
+    def __repr__(self) -> str:
+        return f"Factor({self.dist.prob_text}, option={self.option})"
 
 
 class DistributionGraph:
@@ -23,10 +65,80 @@ class DistributionGraph:
     }
     """
 
-    def __init__(self, factors: Sequence, var: Sequence[str], cond_var: Sequence[str]) -> None:
+    def __init__(self, factors: Sequence, var: Sequence[str], cond_var: Sequence[str], owner: Any = None) -> None:
         self.factors = list(factors)
         self.var = list(var)
         self.cond_var = list(cond_var)
+        self._owner = owner
+
+    # ------------------------------------------------------------------ Pixyz's DistGraph API
+    @property
+    def name(self) -> str:
+        """The name of the distribution this graph belongs to (setting it renames the distribution)."""
+        return self._owner.name if self._owner is not None else "p"
+
+    @name.setter
+    def name(self, value: str) -> None:
+        if self._owner is None:
+            raise AttributeError("this graph belongs to no distribution to rename")
+        self._owner.name = value
+
+    def _factors_from_variable(self, var: str) -> Iterator[Factor]:
+        """The factors that generate ``var``."""
+        return (Factor(f) for f in self.factors if var in f.var)
+
+    def set_option(self, option_dict: Mapping[str, Any], var: Iterable[str]) -> None:
+        """Give the factors generating ``var`` their own sampling options (``batch_n``, ``sample_shape``...).
+
+        A product samples those factors with these options, as Pixyz's ``DistGraph.set_option`` does;
+        an empty dict clears them. The options are the factor distribution's own setting.
+
+        >>> import torch
+        >>> from pixyz_like.distributions import Normal
+        >>> joint = Normal(loc="y", scale=1., var=["x"], cond_var=["y"]) * Normal(loc=0., scale=1., var=["y"])
+        >>> joint.graph.set_option({"batch_n": 4, "sample_shape": (2,)}, ["y"])
+        >>> {k: tuple(v.shape) for k, v in joint.sample().items()}
+        {'x': (2, 4), 'y': (2, 4)}
+        >>> joint.graph.set_option({}, ["y"])
+        """
+        for v in tolist(var):
+            found = list(self._factors_from_variable(v))
+            if not found:
+                raise KeyError(f"{self.name}: no factor of this graph generates {v!r}")
+            for factor in found:
+                factor.option = option_dict
+
+    def visible_graph(self, dotmode: bool = False) -> Any:
+        """The graph as a ``networkx.DiGraph`` (Pixyz's drawing helper; needs ``networkx``).
+
+        Nodes are the variables, written ``$x$`` for matplotlib's math text, or plain with
+        ``dotmode=True`` (each with a ``texlbl`` attribute, for ``write_dot``).
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"]) * Normal(loc=0., scale=1., var=["z"])
+        >>> sorted(p.graph.visible_graph().edges())
+        [('$z$', '$x$')]
+        """
+        try:
+            import networkx as nx
+        except ImportError as e:  # pragma: no cover - networkx is in the test extra
+            raise ImportError("DistributionGraph.visible_graph needs networkx: pip install networkx") from e
+        graph = nx.DiGraph()
+        for parent, child, _ in self.edges:
+            graph.add_edge(parent if dotmode else f"${parent}$", child if dotmode else f"${child}$")
+        for f in self.factors:
+            for v in f.var:
+                graph.add_node(v if dotmode else f"${v}$")
+        if dotmode:
+            for v in graph:
+                graph.add_node(v, texlbl=f"${v}$")
+        return graph
+
+    def __str__(self) -> str:
+        lines = [f"{self.name}: variables {self.var}, conditioned on {self.cond_var}"]
+        lines += [f"  {f.prob_text}" + (f" option={f._factor_option}" if getattr(f, "_factor_option", None) else "")
+                  for f in self.factors]
+        return "\n".join(lines)
 
     @property
     def edges(self) -> list[tuple[str, str, str]]:

@@ -25,17 +25,20 @@ class MultiplyDistribution(Distribution):
     r"""The product of distributions, a joint over the union of their variables.
 
     ``p(x|z) * p_prior(z)`` is the joint ``p(x,z)``; its log-density is the sum of the factors' and a
-    sample is drawn factor by factor in topological order.
+    sample is drawn factor by factor in topological order. The joint takes the name of its left
+    operand, as in Pixyz (``q * f`` prints ``q(z,h|x) = f(h|z)q(z|x)``); set ``joint.name`` to rename it.
 
     >>> from pixyz_like.distributions import Normal
     >>> prior = Normal(loc=0., scale=1., var=["z"], features_shape=[2], name="p_prior")
     >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
     >>> print((p * prior).prob_joint_factorized_and_text)
     p(x,z) = p(x|z)p_{prior}(z)
+    >>> print((prior * p).prob_joint_factorized_and_text)
+    p_{prior}(z,x) = p(x|z)p_{prior}(z)
     """
 
     def __init__(self, a: Distribution, b: Distribution) -> None:
-        self._setup(a.factors() + b.factors(), name="p", var_order=a.var + b.var)
+        self._setup(a.factors() + b.factors(), name=a.name, var_order=a.var + b.var)
 
     @classmethod
     def from_factors(
@@ -126,6 +129,14 @@ class MultiplyDistribution(Distribution):
         for f, is_root, is_observed in zip(self._factors, self._roots, observed):
             if is_observed:
                 continue
+            option = getattr(f, "_factor_option", None)
+            if option:  # the factor's own options (graph.set_option), as Pixyz samples them
+                work.update(f._sample(
+                    work, ctx, option.get("batch_n", root_batch if is_root else None),
+                    torch.Size(option.get("sample_shape", ())), option.get("reparam", reparam),
+                    option.get("sample_mean", sample_mean),
+                ))
+                continue
             work.update(f._sample(work, ctx, root_batch if is_root else None, torch.Size(), reparam, sample_mean))
         out = {v: work[v] for v in self._var}
         if len(sample_shape):
@@ -133,11 +144,6 @@ class MultiplyDistribution(Distribution):
         return out
 
     def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
-        if not sum_features and len(self._factors) > 1:
-            raise NotDefinedError(
-                f"{self._owner()}: a joint's log-density is a sum over factors with different features; "
-                "use sum_features=True, or score each factor separately"
-            )
         sample_shape, batch = self._value_sample_shape(x_dict)
         n = sample_shape.numel() if len(sample_shape) else 1
         if n > 1 or len(sample_shape):
@@ -154,6 +160,12 @@ class MultiplyDistribution(Distribution):
         total = None
         for f in self._factors:
             lp = f._log_prob(x_dict, ctx, sum_features, feature_dims)
+            if total is not None and not sum_features and lp.shape != total.shape:
+                raise NotDefinedError(
+                    f"{self._owner()}: with sum_features=False the factors' log-densities must have one shape to "
+                    f"be added, got {tuple(total.shape)} and {tuple(lp.shape)} ({f.prob_text}); use "
+                    "sum_features=True, or score each factor separately"
+                )
             total = lp if total is None else total + lp
         if n > 1 or len(sample_shape):
             total = total.reshape(*sample_shape, batch, *total.shape[1:])
