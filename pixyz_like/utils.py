@@ -52,12 +52,41 @@ def tolist(a: Any) -> list:
 def convert_latex_name(name: str) -> str:
     r"""Return the LaTeX of a variable or distribution name, as sympy writes a symbol.
 
+    Whatever would make the LaTeX invalid is escaped, so every name Pixyz accepts still prints: an
+    unmatched brace (Pixyz printed ``p(x})``), the characters ``# $ % &`` and a trailing backslash.
+    Balanced braces and LaTeX commands pass unchanged (``p_{prior}``, ``z^{(1)}``, ``\hat{x}``).
+
     >>> convert_latex_name("p_prior"), convert_latex_name("alpha"), convert_latex_name("q1")
     ('p_{prior}', '\\alpha', 'q_{1}')
-    >>> convert_latex_name("p_{prior}")
-    'p_{prior}'
+    >>> convert_latex_name("p_{prior}"), convert_latex_name("z^{(1)}")
+    ('p_{prior}', 'z^{(1)}')
+    >>> print(convert_latex_name("x}"), convert_latex_name("{x"), convert_latex_name("50%"))
+    x\} \{x 50\%
     """
-    return sympy.latex(sympy.Symbol(name))
+    text = sympy.latex(sympy.Symbol(name))
+    out: list[str] = []
+    unclosed: list[int] = []  # indices in out of the "{" not closed yet
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":  # a command or an escaped character: kept whole; a lone final backslash is escaped
+            out.append(text[i : i + 2] if i + 1 < len(text) else "\\backslash")
+            i += 2
+            continue
+        if c == "{":
+            unclosed.append(len(out))
+        elif c == "}":
+            if unclosed:
+                unclosed.pop()
+            else:
+                c = "\\}"
+        elif c in "#$%&":
+            c = "\\" + c
+        out.append(c)
+        i += 1
+    for j in unclosed:
+        out[j] = "\\{"
+    return "".join(out)
 
 
 def format_number(value: Any) -> str:

@@ -58,7 +58,7 @@ class AdversarialLoss(Loss):
     >>> q = Normal(loc=0., scale=1., var=["x"], features_shape=[2], name="q")
     >>> loss = LeastSquares(EmpiricalDistribution(["x"]), q, Critic())
     >>> print(loss)
-    mean \left(D_{LS}^{Adv} \left[p_{data}(x)||q(x) \right] \right)
+    mean(D_{LS}^{Adv} \left[p_{data}(x)||q(x) \right])
     >>> loss.loss_train({"x": torch.randn(16, 2)}).shape
     torch.Size([])
     """
@@ -86,7 +86,8 @@ class AdversarialLoss(Loss):
         self.d_optimizer = optimizer(params, **dict(optimizer_params or {}))
 
     def _latex(self) -> str:
-        return f"mean \\left({self._symbol_text} \\left[{self.p.prob_text}||{self.q.prob_text} \\right] \\right)"
+        # mean(...) with plain brackets, as Pixyz prints an adversarial loss
+        return f"mean({self._symbol_text} \\left[{self.p.prob_text}||{self.q.prob_text} \\right])"
 
     # ------------------------------------------------------------------ maths (override)
     def d_loss(self, y_p: torch.Tensor, y_q: torch.Tensor) -> torch.Tensor:
@@ -209,7 +210,7 @@ class AdversarialJensenShannon(_ProbabilityCritic):
     >>> p = (Generator() * prior).marginalize_var("z")
     >>> loss = AdversarialJensenShannon(EmpiricalDistribution(["x"]), p, Critic())
     >>> print(loss)
-    mean \left(D_{JS}^{Adv} \left[p_{data}(x)||p(x) \right] \right)
+    mean(D_{JS}^{Adv} \left[p_{data}(x)||p(x) \right])
     >>> data = {"x": torch.randn(8, 3)}
     >>> loss.eval(data).shape, loss.eval(data, discriminator=True).shape
     (torch.Size([]), torch.Size([]))
@@ -263,7 +264,7 @@ class AdversarialKullbackLeibler(_ProbabilityCritic):
     >>> prior = Normal(loc=0., scale=1., var=["z"], features_shape=[2], name="p_{prior}")
     >>> loss = AdversarialKullbackLeibler(q, prior, Critic())
     >>> print(loss)
-    mean \left(D_{KL}^{Adv} \left[q(z|x)||p_{prior}(z) \right] \right)
+    mean(D_{KL}^{Adv} \left[q(z|x)||p_{prior}(z) \right])
     >>> loss.eval({"x": torch.randn(8, 2)}).shape
     torch.Size([])
     """
@@ -304,7 +305,7 @@ class AdversarialWassersteinDistance(AdversarialJensenShannon):
     >>> p = Normal(loc=0., scale=1., var=["x"], features_shape=[3], name="p")
     >>> loss = AdversarialWassersteinDistance(EmpiricalDistribution(["x"]), p, Critic(), clip_value=0.01)
     >>> print(loss)
-    mean \left(W^{Adv} \left(p_{data}(x), p(x) \right) \right)
+    mean(W^{Adv} \left(p_{data}(x), p(x) \right))
     >>> _ = loss.loss_train({"x": torch.randn(8, 3)})
     >>> max(w.abs().max().item() for w in loss.d.parameters()) <= 0.01
     True
@@ -319,7 +320,7 @@ class AdversarialWassersteinDistance(AdversarialJensenShannon):
         self.clip_value = clip_value
 
     def _latex(self) -> str:
-        return f"mean \\left({self._symbol_text} \\left({self.p.prob_text}, {self.q.prob_text} \\right) \\right)"
+        return f"mean({self._symbol_text} \\left({self.p.prob_text}, {self.q.prob_text} \\right))"
 
     def _check_output(self, y):
         return y

@@ -8,7 +8,7 @@ import torch
 
 from ..errors import MissingVariableError, ShapeError
 from ..utils import convert_latex_name, tolist
-from .losses import Expectation, Loss
+from .losses import _ADD, Expectation, Loss
 
 __all__ = ["IterativeLoss"]
 
@@ -50,9 +50,12 @@ class IterativeLoss(Loss):
     torch.Size([2])
     >>> print(IterativeLoss(step, max_iter=10, series_var=["x"], update_value={"x": "h_prev"}))
     \sum_{t=0}^{9} \log p(x|h_{prev})
+    >>> print(IterativeLoss(step - p.log_prob().detach(), max_iter=3, series_var=["x"], update_value={"x": "h_prev"}))
+    \sum_{t=0}^{2} \left(\log p(x|h_{prev}) - detach \left(\log p(x|h_{prev}) \right)\right)
     """
 
     _options = ("mask",)
+    _greedy = True  # \sum_t f extends to the right: a parent brackets it unless it stands last
 
     def __init__(self, step_loss: Loss, max_iter: int | None = None, series_var: Sequence[str] = (),
                  update_value: Mapping[str, str] | None = None, slice_step=None,
@@ -80,7 +83,11 @@ class IterativeLoss(Loss):
     def _latex(self) -> str:
         t = convert_latex_name(self.timestep_var[0]) if self.timestep_var else "t"
         upper = str(self.max_iter - 1) if self.max_iter is not None else f"{t}_{{max}} - 1"
-        return f"\\sum_{{{t}=0}}^{{{upper}}} {self.step_loss._latex()}"
+        step = self.step_loss._render()
+        # A sum of terms is bracketed (\sum_t (a + b), not (\sum_t a) + b); a product or a negated
+        # term is not, as Pixyz prints them: \sum_t - \log p.
+        step_text = f"\\left({step.full()}\\right)" if step.prec <= _ADD else step.full()
+        return f"\\sum_{{{t}=0}}^{{{upper}}} {step_text}"
 
     def _eval(self, x_dict, ctx):
         work = dict(x_dict)  # a private copy: the caller's dict is never written to

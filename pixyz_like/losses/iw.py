@@ -111,6 +111,8 @@ class IWAE(Loss):
     torch.Size([3])
     """
 
+    _greedy = True  # \log \frac1k \sum_i ... runs to the right: bracketed when not last in a formula
+
     def __init__(self, p, q, k: int = 5, reparam: bool = True) -> None:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"IWAE: k must be a positive integer, got {k!r}")

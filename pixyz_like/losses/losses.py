@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import sympy
 import torch
 from torch import nn
 
 from .._context import EvalContext
-from ..errors import MissingVariableError, missing_variable_error
+from ..errors import MissingVariableError, ShapeError, missing_variable_error
 from ..utils import check_options, convert_latex_name, format_number, infer_batch_n, latex_to_tag, repeat_batch
 
 __all__ = [
@@ -41,8 +42,44 @@ __all__ = [
     "DetachLoss",
 ]
 
-# Precedence for parenthesising: sums bind loosest, then products, then unary minus, then atoms.
+# Precedence of a printed loss: sums bind loosest, then products; _NEG marks "- " followed by a
+# product or an atom; atoms (functions, brackets, names) never need brackets.
 _ADD, _MUL, _NEG, _ATOM = 1, 2, 3, 4
+
+
+class _Text(NamedTuple):
+    """A printed loss split for its parent: an optional leading minus sign and the rest.
+
+    Products, quotients and numbers pull their sign to the front (``a (-b)`` prints ``- a b``, as
+    Pixyz prints it), so parents combine signs instead of printing ``- -`` or ``4.0 - b``.
+    """
+
+    neg: bool  # the formula is "- " + body
+    body: str  # the text without the sign
+    prec: int  # the precedence of body: _ADD (a sum), _MUL (a product) or _ATOM
+    greedy: bool = False  # body ends in a prefix operator (\sum_t ...) whose operand runs to the right
+
+    def full(self) -> str:
+        return f"- {self.body}" if self.neg else self.body
+
+    def negated(self) -> _Text:
+        if self.prec <= _ADD:  # - (a + b): the sum keeps its brackets
+            return _Text(True, _brackets(self.full()), _ATOM)
+        return self._replace(neg=not self.neg)
+
+
+def _brackets(text: str) -> str:
+    return f"\\left({text}\\right)"
+
+
+def _number_latex(value: Any) -> str:
+    """A constant as sympy (so Pixyz) writes it: ``2``, ``0.5``, ``1.0 \\cdot 10^{-5}``, ``\\infty``."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        return sympy.latex(sympy.Float(float(value)))
+    return format_number(value)
+
 
 _EVAL_OPTIONS = ("return_dict", "return_all")
 
@@ -110,10 +147,21 @@ class Loss(nn.Module):
     def _repr_latex_(self) -> str:
         return f"${self._latex()}$"
 
-    def _wrapped(self, precedence: int) -> str:
-        """The LaTeX, parenthesised when it binds looser than ``precedence``."""
-        text = self._latex()
-        return f"\\left({text}\\right)" if self._precedence < precedence else text
+    #: Whether the formula is a prefix operator whose operand runs to the right (``\sum_t f``): a
+    #: parent brackets it unless it stands last, so ``(\sum_t f) g`` is not read ``\sum_t (f g)``.
+    _greedy = False
+
+    def _render(self) -> _Text:
+        """The formula split into its sign and the rest, for the parent's printing.
+
+        The arithmetic losses build it from their operands; any other loss prints as ``_latex()``,
+        where a ``_precedence`` of ``_NEG`` means the text is ``"- "`` followed by a product or an
+        atom (the form :class:`NegLoss` prints, which losses forwarding to one keep).
+        """
+        text, prec = self._latex(), self._precedence
+        if prec == _NEG and text.startswith("- "):
+            return _Text(True, text[2:], _MUL, self._greedy)
+        return _Text(False, text, min(prec, _ATOM), self._greedy)
 
     # ------------------------------------------------------------------ structure
     def _children(self) -> list[Loss]:
@@ -160,13 +208,18 @@ class Loss(nn.Module):
             return_all: with ``return_dict``, include the inputs, not only the samples.
             return_terms: also return ``{tag: value}`` with the batch mean of each named term
                 (e.g. the KL and the reconstruction term), detached, for logging.
-            options: options understood by losses in the formula; unknown ones raise ``TypeError``.
+            options: options understood by losses in the formula (``batch_n`` for the number of
+                samples of a distribution without inputs, ``sample_mean`` to use means instead of
+                draws in expectations, ``test_mode`` for networks in ``eval()`` mode); unknown ones
+                raise ``TypeError``.
 
         Returns ``loss``, or a tuple ``(loss, dict)``, ``(loss, terms)`` or ``(loss, dict, terms)``.
         """
-        if options:  # walking the tree for the valid options costs more than the whole tiny evaluation
-            check_options(f"{type(self).__name__}.eval()", options, self._valid_options())
         x_dict = {} if x_dict is None else dict(x_dict)
+        test_mode = False
+        if options:  # walking the tree for the valid options costs more than the whole tiny evaluation
+            options = self._checked_options(options, x_dict)
+            test_mode = bool(options.pop("test_mode", False))
         missing = [v for v in self._input_var if v not in x_dict]
         if missing:
             raise missing_variable_error(f"loss {self._latex()}", "eval", missing, x_dict.keys())
@@ -174,13 +227,51 @@ class Loss(nn.Module):
         term_list = self.terms() if return_terms else None
         if term_list is not None:
             ctx.watch = {id(t) for t in term_list}
-        value, samples = self._evaluate(x_dict, ctx)
+        if test_mode:
+            value, samples = self._evaluate_in_test_mode(x_dict, ctx)
+        else:
+            value, samples = self._evaluate(x_dict, ctx)
         out: list[Any] = [value]
         if return_dict:
             out.append({**x_dict, **samples} if return_all else samples)
         if term_list is not None:
             out.append(self._term_values(term_list, ctx))
         return value if len(out) == 1 else tuple(out)
+
+    def _checked_options(self, options: dict[str, Any], x_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """The evaluation options, checked: unknown ones raise, ``batch_size`` reads as ``batch_n``.
+
+        Every loss takes ``test_mode`` (evaluate with the networks in ``eval()`` mode). ``batch_size``
+        is read as ``batch_n`` where the formula takes ``batch_n`` (Pixyz accepted and ignored it, so
+        ``model.train(batch_size=128)`` drew one sample); a ``batch_n`` that contradicts the batch of
+        the inputs is a ``ShapeError``, never ignored.
+        """
+        valid = self._valid_options() | {"test_mode"}
+        options = dict(options)
+        if "batch_size" in options and "batch_n" in valid and "batch_n" not in options:
+            options["batch_n"] = options.pop("batch_size")
+        check_options(f"{type(self).__name__}.eval()", options, valid)
+        n = options.get("batch_n")
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"{type(self).__name__}.eval(): batch_n must be a positive int, got {n!r}")
+            data_n = infer_batch_n(x_dict, self._input_var)
+            if data_n is not None and data_n != n:
+                raise ShapeError(
+                    f"loss {self._latex()}: batch_n={n} contradicts the batch size {data_n} of the inputs"
+                )
+        return options
+
+    def _evaluate_in_test_mode(self, x_dict: dict[str, Any], ctx: EvalContext):
+        """Evaluate with every module of the formula in ``eval()`` mode, then restore each one's mode."""
+        modes = [(m, m.training) for m in self.modules()]
+        for m, _ in modes:
+            m.train(False)
+        try:
+            return self._evaluate(x_dict, ctx)
+        finally:
+            for m, mode in modes:
+                m.train(mode)
 
     @staticmethod
     def _term_values(term_list: list[Loss], ctx: EvalContext) -> dict[str, torch.Tensor]:
@@ -254,11 +345,18 @@ class Loss(nn.Module):
 
 
 class ValueLoss(Loss):
-    """A constant; prints as written (``2`` stays ``2``, ``0.5`` stays ``0.5``).
+    r"""A constant; prints as sympy (and so Pixyz) writes the number.
+
+    Integers print without a decimal point, floats as sympy's ``Float``: ``2``, ``0.5``, ``4.0``,
+    ``1.0 \cdot 10^{-5}``.
 
     >>> print(ValueLoss(2)), ValueLoss(2).eval()
     2
     (None, tensor(2.))
+    >>> print(ValueLoss(1e-5)), print(ValueLoss(-2.5))
+    1.0 \cdot 10^{-5}
+    -2.5
+    (None, None)
     """
 
     _is_term = False
@@ -270,14 +368,21 @@ class ValueLoss(Loss):
         if not tensor.is_floating_point():
             tensor = tensor.to(torch.get_default_dtype())
         self.register_buffer("value", tensor)
+        self._text = _number_latex(value)  # once: sympy is slow, and terms are printed for every log
 
     def _latex(self) -> str:
-        return format_number(self.original_value)
+        return self._text
+
+    def _render(self) -> _Text:
+        # A negative number standing alone prints -2 (as sympy); inside a formula its sign is pulled
+        # out like any other: a (-2) prints - 2 a, b + (-2) prints b - 2.
+        if self._text.startswith("-"):
+            return _Text(True, self._text[1:], _ATOM)
+        return _Text(False, self._text, _ATOM)
 
     @property
     def _precedence(self) -> int:  # type: ignore[override]
-        text = self._latex()
-        return _NEG if text.startswith("-") else _ATOM
+        return _NEG if self._text.startswith("-") else _ATOM
 
     def _eval(self, x_dict, ctx):
         return self.value, {}
@@ -337,6 +442,9 @@ class ConstantVar(Loss):
     def _latex(self) -> str:
         return self.base_loss._latex()
 
+    def _render(self) -> _Text:
+        return self.base_loss._render()
+
     @property
     def _precedence(self) -> int:  # type: ignore[override]
         return self.base_loss._precedence
@@ -359,81 +467,147 @@ class _Binary(Loss):
         return self._op(a, b), {**sa, **sb}
 
 
-class AddLoss(_Binary):
-    """The sum ``a + b`` of two losses (or a loss and a number), written by ``loss1 + loss2``.
+class _Arithmetic:
+    """Printing shared by the arithmetic losses: ``_latex`` and ``_precedence`` follow ``_render``."""
+
+    def _render(self) -> _Text:
+        raise NotImplementedError
+
+    def _latex(self) -> str:
+        return self._render().full()
+
+    @property
+    def _precedence(self) -> int:
+        text = self._render()
+        return _NEG if text.neg else text.prec
+
+
+def _sum_terms(loss: Loss) -> list[_Text]:
+    """The signed terms of a sum, flattened through ``+`` (``a + (b - c)`` is ``a + b - c``)."""
+    if isinstance(loss, AddLoss):
+        return _sum_terms(loss.loss1) + _sum_terms(loss.loss2)
+    if isinstance(loss, SubLoss):  # a - (b + c) keeps its brackets: the terms of b + c are not negated
+        return _sum_terms(loss.loss1) + [loss.loss2._render().negated()]
+    return [loss._render()]
+
+
+def _join_terms(terms: list[_Text]) -> _Text:
+    parts: list[str] = []
+    for i, term in enumerate(terms):
+        body = term.body
+        last = i == len(terms) - 1
+        if (term.prec <= _ADD and i > 0) or (term.greedy and not last):
+            body = _brackets(body)  # a forwarded sum after a sign, or \sum_t f before other terms
+        if i == 0:
+            parts.append(f"- {body}" if term.neg else body)
+        else:
+            parts.append(f" - {body}" if term.neg else f" + {body}")
+    return _Text(False, "".join(parts), _ADD, terms[-1].greedy)
+
+
+class AddLoss(_Arithmetic, _Binary):
+    r"""The sum ``a + b`` of two losses (or a loss and a number), written by ``loss1 + loss2``.
+
+    ``a + (-b)`` prints ``a - b``; a sum added to a sum needs no brackets.
 
     >>> a, b = ValueLoss(2), Parameter("beta")
     >>> print(a + b), (a + b).eval({"beta": 0.5})
-    2 + \\beta
+    2 + \beta
     (None, tensor(2.5000))
+    >>> print(a + -b)
+    2 - \beta
     """
 
-    _precedence = _ADD
-
-    def _latex(self) -> str:
-        right = self.loss2
-        if isinstance(right, NegLoss):  # a + (-b) reads a - b
-            return f"{self.loss1._latex()} - {right.loss1._wrapped(_MUL)}"
-        return f"{self.loss1._latex()} + {right._wrapped(_ADD + 1) if right._precedence <= _ADD else right._latex()}"
+    def _render(self) -> _Text:
+        return _join_terms(_sum_terms(self))
 
     @staticmethod
     def _op(a, b):
         return a + b
 
 
-class SubLoss(_Binary):
-    """The difference ``a - b``, written by ``loss1 - loss2``.
+class SubLoss(_Arithmetic, _Binary):
+    r"""The difference ``a - b``, written by ``loss1 - loss2``; a subtracted sum keeps its brackets.
 
     >>> print(ValueLoss(2) - Parameter("beta")), (ValueLoss(2) - Parameter("beta")).eval({"beta": 0.5})
-    2 - \\beta
+    2 - \beta
     (None, tensor(1.5000))
+    >>> a, b = Parameter("a"), Parameter("b")
+    >>> print(a - (a + b)), print(a - (-b)), print(a - (-2) * b)
+    a - \left(a + b\right)
+    a + b
+    a + 2 b
+    (None, None, None)
     """
 
-    _precedence = _ADD
-
-    def _latex(self) -> str:
-        return f"{self.loss1._latex()} - {self.loss2._wrapped(_MUL)}"
+    def _render(self) -> _Text:
+        return _join_terms(_sum_terms(self))
 
     @staticmethod
     def _op(a, b):
         return a - b
 
 
-class MulLoss(_Binary):
-    """The product ``a b``, written by ``loss1 * loss2``; a constant factor is printed first.
+def _product_factors(loss: Loss) -> list[Loss]:
+    if isinstance(loss, MulLoss):
+        return _product_factors(loss.loss1) + _product_factors(loss.loss2)
+    return [loss]
+
+
+class MulLoss(_Arithmetic, _Binary):
+    r"""The product ``a b``, written by ``loss1 * loss2``.
+
+    Constant factors are printed first and the signs of the factors in front, as Pixyz prints them:
+    ``loss * 2`` prints ``2 loss`` and ``4.0 * -loss`` prints ``- 4.0 loss``; a sum is bracketed.
 
     >>> loss = Parameter("beta") * 3
     >>> print(loss), loss.eval({"beta": 0.5})
-    3 \\beta
+    3 \beta
     (None, tensor(1.5000))
+    >>> a, b = Parameter("a"), Parameter("b")
+    >>> print(4.0 * -a), print((a + b) * -2), print(2 * (3 * a))
+    - 4.0 a
+    - 2 \left(a + b\right)
+    2 \cdot 3 a
+    (None, None, None)
     """
 
-    _precedence = _MUL
-
-    def _latex(self) -> str:
-        a, b = self.loss1, self.loss2
-        if isinstance(b, ValueLoss) and not isinstance(a, ValueLoss):
-            a, b = b, a  # a coefficient is written first: loss * 2 prints 2 loss
-        return f"{a._wrapped(_MUL)} {b._wrapped(_NEG)}"
+    def _render(self) -> _Text:
+        factors = _product_factors(self)
+        numbers_first = [f for f in factors if isinstance(f, ValueLoss)]
+        numbers_first += [f for f in factors if not isinstance(f, ValueLoss)]
+        neg, text, greedy = False, "", False
+        for i, factor in enumerate(numbers_first):
+            part = factor._render()
+            neg ^= part.neg
+            last = i == len(numbers_first) - 1
+            body = part.body
+            if part.prec <= _ADD or (part.greedy and not last):
+                body = _brackets(body)
+            # Juxtaposition multiplies; two numbers side by side would read as one (2 3 is not 23).
+            text += body if i == 0 else (f" \\cdot {body}" if body[:1].isdigit() or body[:1] == "." else f" {body}")
+            greedy = part.greedy and last
+        return _Text(neg, text, _MUL, greedy)
 
     @staticmethod
     def _op(a, b):
         return a * b
 
 
-class DivLoss(_Binary):
-    """The quotient ``a / b``, written by ``loss1 / loss2``; prints as a fraction.
+class DivLoss(_Arithmetic, _Binary):
+    r"""The quotient ``a / b``, written by ``loss1 / loss2``; prints as a fraction, its sign in front.
 
     >>> loss = Parameter("beta") / 2
     >>> print(loss), loss.eval({"beta": 0.5})
-    \\frac{\\beta}{2}
+    \frac{\beta}{2}
     (None, tensor(0.2500))
+    >>> print(-Parameter("a") / 2)
+    - \frac{a}{2}
     """
 
-    _precedence = _ATOM
-
-    def _latex(self) -> str:
-        return f"\\frac{{{self.loss1._latex()}}}{{{self.loss2._latex()}}}"
+    def _render(self) -> _Text:
+        num, den = self.loss1._render(), self.loss2._render()
+        return _Text(num.neg != den.neg, f"\\frac{{{num.body}}}{{{den.body}}}", _ATOM)
 
     @staticmethod
     def _op(a, b):
@@ -490,18 +664,20 @@ class _Unary(Loss):
         return self._op(a), samples
 
 
-class NegLoss(_Unary):
-    """The negation ``-a``, written by ``-loss``.
+class NegLoss(_Arithmetic, _Unary):
+    """The negation ``-a``, written by ``-loss``; signs cancel (``-(-a)`` prints ``a``).
 
     >>> print(-Parameter("beta")), (-Parameter("beta")).eval({"beta": 0.5})
     - \\beta
     (None, tensor(-0.5000))
+    >>> print(-(Parameter("a") + 1)), print(-(-Parameter("a")))
+    - \\left(a + 1\\right)
+    a
+    (None, None)
     """
 
-    _precedence = _NEG
-
-    def _latex(self) -> str:
-        return f"- {self.loss1._wrapped(_MUL)}"
+    def _render(self) -> _Text:
+        return self.loss1._render().negated()
 
     @staticmethod
     def _op(a):
@@ -586,7 +762,7 @@ def _fold_dict(x_dict: Mapping[str, Any], n: int, batch: int) -> dict[str, Any]:
 
 
 def sample_folded(p, x_dict: dict[str, Any], ctx: EvalContext, sample_shape: torch.Size, reparam: bool,
-                  batch_n: int | None):
+                  batch_n: int | None, sample_mean: bool = False):
     """Draw ``sample_shape`` samples of ``p`` and return ``(samples, folded_dict, n, batch)``.
 
     ``folded_dict`` holds the inputs and the samples with the sample dimensions merged into the batch
@@ -595,7 +771,7 @@ def sample_folded(p, x_dict: dict[str, Any], ctx: EvalContext, sample_shape: tor
     """
     n = sample_shape.numel() if len(sample_shape) else 1
     samples = p._sample(x_dict, ctx, batch_n, sample_shape if len(sample_shape) else torch.Size([1]),
-                        reparam and p.has_reparam, False)
+                        reparam and p.has_reparam, sample_mean)
     lead = max(len(sample_shape), 1)
     first = next(iter(samples.values()))
     batch = first.shape[lead] if first.ndim > lead else 1
@@ -636,12 +812,18 @@ class Expectation(Loss):
     def _latex(self) -> str:
         return f"\\mathbb{{E}}_{{{self.p.prob_text}}} \\left[{self.f._latex()} \\right]"
 
+    _options = ("batch_n", "sample_mean")
+
     def _eval(self, x_dict, ctx):
         batch_n = None
         if not any(v in x_dict for v in self.p.input_var):
-            # p has no inputs (a prior): draw one sample per data point of the rest of the formula.
+            # p has no inputs (a prior): draw one sample per data point of the rest of the formula,
+            # or as many as the batch_n option asks for.
             batch_n = infer_batch_n(x_dict, self.f.input_var)
-        samples, folded, n, batch = sample_folded(self.p, x_dict, ctx, self.sample_shape, self.reparam, batch_n)
+            if batch_n is None:
+                batch_n = ctx.options.get("batch_n")
+        samples, folded, n, batch = sample_folded(self.p, x_dict, ctx, self.sample_shape, self.reparam, batch_n,
+                                                  bool(ctx.options.get("sample_mean", False)))
         value, inner = self.f._evaluate(folded, ctx)
         if n > 1 and isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == n * batch:
             value = value.reshape(n, batch, *value.shape[1:]).mean(0)

@@ -52,7 +52,7 @@ class GAN(Model):
     >>> model = GAN((Generator() * prior).marginalize_var("z"), Critic(),
     ...             optimizer_params={"lr": 2e-4}, d_optimizer_params={"lr": 2e-4})
     >>> print(model.loss_cls)
-    mean \left(D_{JS}^{Adv} \left[p_{data}(x)||p(x) \right] \right)
+    mean(D_{JS}^{Adv} \left[p_{data}(x)||p(x) \right])
     >>> loss, d_loss = model.train({"x": torch.randn(8, 3)})
     >>> loss.requires_grad, d_loss.requires_grad
     (False, False)

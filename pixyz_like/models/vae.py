@@ -18,9 +18,9 @@ __all__ = ["VAE"]
 class VAE(Model):
     r"""A variational autoencoder (Kingma & Welling 2014): trains an encoder and a decoder.
 
-    The loss is the reconstruction term plus an optional regulariser, averaged over the batch:
+    The loss is an optional regulariser minus the reconstruction term, averaged over the batch:
 
-    .. math:: \mathcal{L} = \mathrm{mean}\left(-\mathbb{E}_{q(z|x)}[\log p(x|z)] + R\right)
+    .. math:: \mathcal{L} = \mathrm{mean}\left(R - \mathbb{E}_{q(z|x)}[\log p(x|z)]\right)
 
     where :math:`R` is ``regularizer``, e.g. :math:`D_{KL}[q(z|x)\|p(z)]` for the negative ELBO, or a
     weighted one such as ``beta * KullbackLeibler(q, prior)`` with ``beta = Parameter("beta")`` fed
@@ -30,7 +30,7 @@ class VAE(Model):
         encoder: the approximate posterior ``q(z|x)``.
         decoder: the likelihood ``p(x|z)``.
         other_distributions: more distributions (or modules) to train, e.g. a learnable prior.
-        regularizer: a loss added to the reconstruction term before the batch mean.
+        regularizer: a loss added before the batch mean (printed first, as Pixyz prints it).
         optimizer, optimizer_params, clip_grad_norm, clip_grad_value, retain_graph, device: as for
             :class:`~pixyz_like.models.Model`; other keywords are passed on to it.
 
@@ -53,7 +53,7 @@ class VAE(Model):
     >>> prior = Normal(loc=0., scale=1., var=["z"], features_shape=[2], name="p_{prior}")
     >>> model = VAE(q, p, regularizer=KullbackLeibler(q, prior), optimizer_params={"lr": 1e-3})
     >>> print(model.loss_cls)
-    mean \left(- \mathbb{E}_{q(z|x)} \left[\log p(x|z) \right] + D_{KL} \left[q(z|x)||p_{prior}(z) \right] \right)
+    mean \left(D_{KL} \left[q(z|x)||p_{prior}(z) \right] - \mathbb{E}_{q(z|x)} \left[\log p(x|z) \right] \right)
     >>> model.train({"x": torch.randn(8, 4)}).shape
     torch.Size([])
     """
@@ -75,7 +75,8 @@ class VAE(Model):
         if regularizer is not None and not isinstance(regularizer, Loss):
             raise TypeError(f"VAE: regularizer must be a Loss (or None), got {type(regularizer).__name__}")
         reconstruction = -decoder.log_prob().expectation(encoder)
-        loss = (reconstruction if regularizer is None else reconstruction + regularizer).mean()
+        # The regulariser first: the formula prints as Pixyz shows it, D_KL[q||p] - E_q[log p(x|z)].
+        loss = (reconstruction if regularizer is None else regularizer + reconstruction).mean()
         self.encoder = encoder
         self.decoder = decoder
         super().__init__(

@@ -127,11 +127,11 @@ def test_printing():
     pd = EmpiricalDistribution(["x"])
     q = normal(0, "p")
     assert str(AdversarialJensenShannon(pd, q, Critic())) == (
-        r"mean \left(D_{JS}^{Adv} \left[p_{data}(x)||p(x) \right] \right)")
+        r"mean(D_{JS}^{Adv} \left[p_{data}(x)||p(x) \right])")
     assert str(AdversarialKullbackLeibler(q, pd, Critic())) == (
-        r"mean \left(D_{KL}^{Adv} \left[p(x)||p_{data}(x) \right] \right)")
+        r"mean(D_{KL}^{Adv} \left[p(x)||p_{data}(x) \right])")
     assert str(AdversarialWassersteinDistance(pd, q, Critic(sigmoid=False))) == (
-        r"mean \left(W^{Adv} \left(p_{data}(x), p(x) \right) \right)")
+        r"mean(W^{Adv} \left(p_{data}(x), p(x) \right))")
 
 
 def test_errors():
