@@ -1,7 +1,10 @@
-"""Normalising flows: invertible maps that return their log-determinant with their output.
+"""Normalising flows: invertible maps with a tractable log-determinant.
 
-Every flow has ``forward(x, y=None, compute_jacobian=True) -> (z, logdet)`` and
-``inverse(z, y=None, compute_jacobian=True) -> (x, logdet_inverse)``; see :mod:`pixyz_like.flows.flows`.
+Every flow has Pixyz's calling convention — ``flow(x, y=None, compute_jacobian=True)`` returns ``z``
+and keeps the log-det in ``flow.logdet_jacobian``, ``flow.inverse(z, y=None)`` returns ``x`` — and the
+stateless pair the library uses, ``transform(x, y=None, compute_jacobian=True) -> (z, logdet)`` and
+``inverse_transform(z, y=None, compute_jacobian=True) -> (x, logdet_inverse)``; see
+:mod:`pixyz_like.flows.flows`.
 """
 
 from .autoregressive import IAF, MADE, MAF
