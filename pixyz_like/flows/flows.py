@@ -68,6 +68,14 @@ def _native(cls: type, name: str) -> Callable:
     raise AssertionError(f"{cls.__name__} has no {name}")  # unreachable: Flow defines both
 
 
+def _as_int(n: Any) -> int:
+    """``n`` as an int if it is one (a Python or numpy integer), else -1."""
+    try:
+        return operator.index(n)
+    except TypeError:
+        return -1
+
+
 class Flow(nn.Module):
     r"""Base class of every flow: an invertible map with a tractable log-determinant.
 
@@ -112,16 +120,12 @@ class Flow(nn.Module):
     def __init__(self, in_features: int | None = None) -> None:
         super().__init__()
         if in_features is not None:
-            try:
-                if isinstance(in_features, bool):
-                    raise TypeError
-                in_features = operator.index(in_features)
-            except TypeError:
-                in_features = -1
-            if in_features < 1:
+            size = -1 if isinstance(in_features, bool) else _as_int(in_features)
+            if size < 1:
                 raise ParameterError(
                     f"{type(self).__name__}: in_features must be a positive int or None, got {in_features!r}"
                 )
+            in_features = size
         self._in_features = in_features
         self._logdet_jacobian: Any = None
 
