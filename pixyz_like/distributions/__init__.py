@@ -66,3 +66,15 @@ __all__ += [
     "PosteriorMixtureModel",
     "VampPrior",
 ]
+
+# Autoregressive distributions (pixyz_like.autoregressions), from their modules so that either package
+# can be imported first.
+from ..autoregressions.base import AutoregressiveDistribution  # noqa: E402
+from ..autoregressions.families import (  # noqa: E402
+    AutoregressiveBernoulli,
+    AutoregressiveCategorical,
+    DiscretizedLogisticMixture,
+)
+
+__all__ += ["AutoregressiveDistribution", "AutoregressiveBernoulli", "AutoregressiveCategorical",
+            "DiscretizedLogisticMixture"]
