@@ -89,3 +89,18 @@ def test_print_latex_returns_ipython_math():
 
     assert isinstance(print_latex(p * prior), Math)
     assert print_latex(LogProb(p)).data == r"\log p(x|z)"
+
+
+def test_operators_that_run_to_the_right_are_bracketed_unless_last():
+    from pixyz_like.losses import IWAE, IterativeLoss
+
+    a = Parameter("a")
+    iwae = IWAE(p * prior, q, k=2)
+    text = r"\log \frac{1}{2} \sum_{i=1}^{2} \frac{p(x,z^{(i)})}{q(z^{(i)}|x)}"
+    assert str(iwae * a) == rf"\left({text}\right) a"  # not \log (... a)
+    assert str(a * iwae) == rf"a {text}"
+    assert str(iwae - a) == rf"\left({text}\right) - a"
+    assert str(a - iwae) == rf"a - {text}"
+    step = IterativeLoss(LogProb(p), max_iter=2)
+    assert str(-step * a) == r"- \left(\sum_{t=0}^{1} \log p(x|z)\right) a"
+    assert str(IterativeLoss(LogProb(p) - a, max_iter=2)) == r"\sum_{t=0}^{1} \left(\log p(x|z) - a\right)"
