@@ -653,3 +653,26 @@ class DistributionBase(Distribution):
             text += f"\n({key}): {getattr(self, key).shape}"
         return text
 
+
+
+# Pixyz's pixyz.distributions.distributions also held the products, the graph classes and the
+# log-density losses; here each has its own module, and these names are imported on first use (the
+# modules import this one).
+_PIXYZ_NAMES = {
+    "MultiplyDistribution": (".joint", "MultiplyDistribution"),
+    "ReplaceVarDistribution": (".joint", "ReplaceVarDistribution"),
+    "MarginalizeVarDistribution": (".joint", "MarginalizeVarDistribution"),
+    "Factor": (".graph", "Factor"),
+    "DistGraph": (".graph", "DistributionGraph"),
+    "LogProb": ("..losses.pdf", "LogProb"),
+    "Prob": ("..losses.pdf", "Prob"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PIXYZ_NAMES:
+        import importlib
+
+        module, attr = _PIXYZ_NAMES[name]
+        return getattr(importlib.import_module(module, __package__), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,7 @@ from ..distributions.special import EmpiricalDistribution
 from ..errors import GraphError, ParameterError, ShapeError
 from ..utils import check_options
 from ._two_sample import batch_size, check_pair, draw_all
-from .losses import Loss
+from .losses import Divergence, Loss
 
 __all__ = [
     "AdversarialLoss",
@@ -34,7 +34,7 @@ def _is_data(p) -> bool:
     return isinstance(p, EmpiricalDistribution)
 
 
-class AdversarialLoss(Loss):
+class AdversarialLoss(Divergence):
     r"""Base of the critic-based divergences between ``p`` and ``q``; see the subclasses.
 
     Subclasses implement ``d_loss(y_p, y_q)`` (minimised by the critic) and ``g_loss(y_p, y_q)``

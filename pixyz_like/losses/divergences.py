@@ -10,9 +10,9 @@ from ..distributions.distributions import _sum_features
 from ..distributions.joint import ReplaceVarDistribution
 from ..distributions.kl import has_closed_form_kl, kl_elementwise
 from ..errors import NotDefinedError, ShapeError, VariableMismatchError
-from .losses import Expectation, Loss
+from .losses import Divergence, Expectation
 
-__all__ = ["KullbackLeibler", "KL"]
+__all__ = ["KullbackLeibler", "KL", "AnalyticalKullbackLeibler", "Divergence"]
 
 
 def _family(p):
@@ -24,7 +24,7 @@ def _family(p):
     return p, rename
 
 
-class KullbackLeibler(Loss):
+class KullbackLeibler(Divergence):
     r"""The KL divergence :math:`D_{KL}[p\|q] = \mathbb{E}_{p}[\log p - \log q]`, one value per data point.
 
     With ``analytical=True`` the closed form of the two families is used (summed over features, or
@@ -130,3 +130,17 @@ class KullbackLeibler(Loss):
 
 
 KL = KullbackLeibler
+
+
+class AnalyticalKullbackLeibler(KullbackLeibler):
+    r"""The closed-form KL divergence (Pixyz's class; ``KullbackLeibler(p, q, dim)`` is the same).
+
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(loc=torch.zeros(2), scale=1., var=["z"])
+    >>> q = Normal(loc=torch.ones(2), scale=1., var=["z"])
+    >>> AnalyticalKullbackLeibler(p, q).eval()
+    tensor([1.])
+    """
+
+    def __init__(self, p, q, dim: int | Sequence[int] | None = None) -> None:
+        super().__init__(p, q, dim=dim, analytical=True)

@@ -9,7 +9,7 @@ import torch
 from .divergences import KullbackLeibler, _family
 from .losses import Expectation, Loss
 
-__all__ = ["Entropy", "CrossEntropy"]
+__all__ = ["Entropy", "CrossEntropy", "AnalyticalEntropy", "StochasticReconstructionLoss"]
 
 
 class Entropy(Loss):
@@ -66,3 +66,30 @@ def CrossEntropy(p, q, analytical: bool = False, sample_shape: Sequence[int] | t
     if analytical:
         return Entropy(p) + KullbackLeibler(p, q)
     return -Expectation(p, q.log_prob(), sample_shape=sample_shape)
+
+
+class AnalyticalEntropy(Entropy):
+    r"""The closed-form entropy (Pixyz's class; ``Entropy(p)`` is the same).
+
+    >>> from pixyz_like.distributions import Normal
+    >>> AnalyticalEntropy(Normal(loc=0., scale=1., var=["x"], features_shape=[1])).eval()
+    tensor([1.4189])
+    """
+
+    def __init__(self, p) -> None:
+        super().__init__(p, analytical=True)
+
+
+class StochasticReconstructionLoss(Loss):
+    """Pixyz's obsolete reconstruction loss: building it raises, pointing to the formula to write instead.
+
+    >>> StochasticReconstructionLoss(None, None)
+    Traceback (most recent call last):
+    ...
+    NotImplementedError: StochasticReconstructionLoss is obsolete (as in Pixyz); write -decoder.log_prob().expectation(encoder)
+    """
+
+    def __init__(self, encoder, decoder, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
+        raise NotImplementedError(
+            "StochasticReconstructionLoss is obsolete (as in Pixyz); write -decoder.log_prob().expectation(encoder)"
+        )

@@ -40,6 +40,11 @@ __all__ = [
     "BatchMean",
     "BatchSum",
     "DetachLoss",
+    # Pixyz's names for the base classes of this module
+    "Divergence",
+    "LossOperator",
+    "LossSelfOperator",
+    "Detach",
 ]
 
 # Precedence of a printed loss: sums bind loosest, then products; _NEG marks "- " followed by a
@@ -832,3 +837,39 @@ class Expectation(Loss):
             # step (IterativeLoss's update_value) with the shapes of the inputs.
             samples = {k: folded[k] for k in samples}
         return value, samples
+
+
+class Divergence(Loss):
+    r"""Base class of the losses that compare two distributions ``p`` and ``q`` (KL, MMD, Wasserstein, adversarial).
+
+    Pixyz's ``pixyz.losses.losses.Divergence``: ``isinstance(loss, Divergence)`` tells a divergence
+    from the rest of the algebra.
+
+    >>> from pixyz_like.losses import KullbackLeibler
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(loc=0., scale=1., var=["z"], features_shape=[1])
+    >>> isinstance(KullbackLeibler(p, p), Divergence)
+    True
+    """
+
+
+#: Pixyz's name for the base of the binary operators (``+ - * /``, min, max).
+LossOperator = _Binary
+#: Pixyz's name for the base of the unary operators (``-``, abs, mean, sum, detach).
+LossSelfOperator = _Unary
+#: Pixyz's name for :class:`DetachLoss`.
+Detach = DetachLoss
+
+
+def __getattr__(name: str) -> Any:
+    # Pixyz defined REINFORCE and DataParalleledLoss in this module; here they have their own modules
+    # (imported on first use: they import this one).
+    if name == "REINFORCE":
+        from .reinforce import REINFORCE
+
+        return REINFORCE
+    if name == "DataParalleledLoss":
+        from .parallel import DataParalleledLoss
+
+        return DataParalleledLoss
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,9 +9,9 @@ import torch
 
 from ..errors import ShapeError
 from ._two_sample import batch_size, check_pair, draw
-from .losses import Loss
+from .losses import Divergence, Loss
 
-__all__ = ["MMD", "gaussian_rbf_kernel", "inverse_multiquadratic_rbf_kernel", "mmd2_unbiased"]
+__all__ = ["MMD", "gaussian_rbf_kernel", "inverse_multiquadratic_rbf_kernel", "mmd2_unbiased", "pairwise_distance_matrix"]
 
 
 def _sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -73,7 +73,7 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, kernel: Callable[..., torch.
     return xx + yy - 2 * kxy.mean()
 
 
-class MMD(Loss):
+class MMD(Divergence):
     r"""The squared maximum mean discrepancy :math:`\mathrm{MMD}^2[p\|q]` between two distributions.
 
     .. math:: \mathrm{MMD}^2[p, q] = \mathbb{E}_{p(x)p(x')}[k(x, x')] + \mathbb{E}_{q(y)q(y')}[k(y, y')]
@@ -143,3 +143,14 @@ class MMD(Loss):
         xp = xp.reshape(xp.shape[0], -1)
         xq = xq.reshape(xq.shape[0], -1)
         return mmd2_unbiased(xp, xq, self.kernel, **self.kernel_params), {}
+
+
+def pairwise_distance_matrix(x: torch.Tensor, y: torch.Tensor, metric: str = "euclidean") -> torch.Tensor:
+    r"""The ``(n, m)`` matrix of squared Euclidean distances :math:`\|x_i - y_j\|^2` (Pixyz's helper).
+
+    >>> pairwise_distance_matrix(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0], [0.0, 1.0]]))
+    tensor([[25.,  1.]])
+    """
+    if metric != "euclidean":
+        raise ValueError(f"pairwise_distance_matrix: the only metric is 'euclidean', got {metric!r}")
+    return _sq_dist(x, y)

@@ -9,12 +9,12 @@ from torch import nn
 
 from ..errors import ShapeError
 from ._two_sample import batch_size, check_pair, draw
-from .losses import Loss
+from .losses import Divergence, Loss
 
 __all__ = ["WassersteinDistance"]
 
 
-class WassersteinDistance(Loss):
+class WassersteinDistance(Divergence):
     r"""The upper bound :math:`W'(p, q) = \mathbb{E}_{x_p \sim p, x_q \sim q}[d(x_p, x_q)] \ge W(p, q)`.
 
     The Wasserstein distance :math:`W(p,q) = \inf_{\Gamma} \mathbb{E}_{(x_p, x_q)\sim\Gamma}[d(x_p, x_q)]`
