@@ -15,6 +15,10 @@ __all__ = [
     "GraphError",
     "VariableMismatchError",
     "NotDefinedError",
+    "OptionError",
+    "CheckpointError",
+    "NonFiniteLossError",
+    "NonFiniteGradientError",
     "missing_variable_error",
 ]
 
@@ -109,6 +113,62 @@ class NotDefinedError(PixyzLikeError, NotImplementedError):
     Traceback (most recent call last):
     ...
     pixyz_like.errors.NotDefinedError: p(x) (Bernoulli): Bernoulli has no reparameterised sampler; ...
+    """
+
+
+class OptionError(PixyzLikeError, ValueError):
+    """An option of a model or of training that has no meaning (e.g. a clipping threshold of 0 or less,
+    ``max_steps=-1``); the message names the option, the value given and what is expected.
+
+    >>> import torch
+    >>> from pixyz_like.distributions import Normal
+    >>> from pixyz_like.models import Model
+    >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+    >>> p.loc = torch.nn.Parameter(p.loc.clone())
+    >>> Model(-p.log_prob().mean(), distributions=[p], clip_grad_norm=-1.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.OptionError: Model: clip_grad_norm must be a positive finite number ... got -1.0: ...
+    """
+
+
+class CheckpointError(PixyzLikeError, ValueError):
+    """A checkpoint that cannot be read, is corrupted, or belongs to another model.
+
+    The message names the file and what is wrong with it (unreadable bytes, a failed integrity check,
+    a missing or mistyped entry, parameter names or shapes of another model).
+
+    >>> import torch
+    >>> from pixyz_like.distributions import Normal
+    >>> from pixyz_like.models import Model
+    >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+    >>> p.loc = torch.nn.Parameter(p.loc.clone())
+    >>> Model(-p.log_prob().mean(), distributions=[p]).load_state_dict({"w": 1})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.CheckpointError: Model.load_state_dict(): the state is not a pixyz_like or Pixyz ...
+    """
+
+
+class NonFiniteLossError(PixyzLikeError, FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step and the term.
+
+    ``Model.train`` and ``Model.fit`` raise it before the optimizer step, so the parameters, the
+    optimizer's state and the last checkpoint are those of the last finite step.
+
+    >>> issubclass(NonFiniteLossError, FloatingPointError)
+    True
+    """
+
+
+class NonFiniteGradientError(NonFiniteLossError):
+    """The loss is finite but a gradient is NaN or infinite (e.g. a saturated sigmoid in a density).
+
+    Raised, like :class:`NonFiniteLossError`, before the optimizer step; the message names the
+    parameters whose gradients are not finite.
+
+    >>> issubclass(NonFiniteGradientError, NonFiniteLossError)
+    True
     """
 
 

@@ -1,9 +1,10 @@
 r"""A residual convolutional network for the scale and translation of RealNVP coupling layers.
 
 Follows the architecture of Dinh et al. (2017) as Pixyz 0.3.3's ``ResNet`` lays it out, with weight
-normalisation (Salimans & Kingma, 2016: :math:`w = g\, v / \lVert v\rVert`) from
-:func:`torch.nn.utils.parametrizations.weight_norm` (the maintained API, not the deprecated
-``torch.nn.utils.weight_norm``).
+normalisation (Salimans & Kingma, 2016: :math:`w = g\, v / \lVert v\rVert`) by
+:class:`~pixyz_like.layers.norm_util.WNConv2d`, which keeps Pixyz's parameter names
+(``in_conv.conv.weight_g``, ``in_conv.conv.weight_v``...): a state dict saved from Pixyz's ``ResNet``
+loads into this one, and gives the same outputs.
 """
 
 from __future__ import annotations
@@ -11,15 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import weight_norm
 
 from ..errors import ShapeError
+from .norm_util import WNConv2d
 
-__all__ = ["ResNet", "ResidualBlock"]
-
-
-def _wn_conv(in_channels: int, out_channels: int, kernel_size: int, padding: int, bias: bool = True) -> nn.Module:
-    return weight_norm(nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=bias))
+__all__ = ["ResNet", "ResidualBlock", "WNConv2d"]
 
 
 class ResidualBlock(nn.Module):
@@ -34,9 +31,9 @@ class ResidualBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.in_norm = nn.BatchNorm2d(in_channels)
-        self.in_conv = _wn_conv(in_channels, out_channels, 3, 1, bias=False)
+        self.in_conv = WNConv2d(in_channels, out_channels, 3, 1, bias=False)
         self.out_norm = nn.BatchNorm2d(out_channels)
-        self.out_conv = _wn_conv(out_channels, out_channels, 3, 1, bias=True)
+        self.out_conv = WNConv2d(out_channels, out_channels, 3, 1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.in_conv(F.relu(self.in_norm(x)))
@@ -75,12 +72,12 @@ class ResNet(nn.Module):
         self.in_channels = in_channels
         self.in_norm = nn.BatchNorm2d(in_channels)
         self.double_after_norm = double_after_norm
-        self.in_conv = _wn_conv(2 * in_channels, mid_channels, kernel_size, padding, bias=True)
-        self.in_skip = _wn_conv(mid_channels, mid_channels, 1, 0, bias=True)
+        self.in_conv = WNConv2d(2 * in_channels, mid_channels, kernel_size, padding, bias=True)
+        self.in_skip = WNConv2d(mid_channels, mid_channels, 1, 0, bias=True)
         self.blocks = nn.ModuleList([ResidualBlock(mid_channels, mid_channels) for _ in range(num_blocks)])
-        self.skips = nn.ModuleList([_wn_conv(mid_channels, mid_channels, 1, 0, bias=True) for _ in range(num_blocks)])
+        self.skips = nn.ModuleList([WNConv2d(mid_channels, mid_channels, 1, 0, bias=True) for _ in range(num_blocks)])
         self.out_norm = nn.BatchNorm2d(mid_channels)
-        self.out_conv = _wn_conv(mid_channels, out_channels, 1, 0, bias=True)
+        self.out_conv = WNConv2d(mid_channels, out_channels, 1, 0, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:

@@ -2,58 +2,81 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+import numbers
 import os
-import pickle
 import re
-import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn, optim
-from torch.nn.utils import clip_grad_norm_, clip_grad_value_
+from torch.nn.utils import clip_grad_norm_, clip_grad_value_, get_total_norm
 
 from ..distributions.distributions import Distribution
-from ..errors import PixyzLikeError, ShapeError
+from ..errors import CheckpointError, NonFiniteGradientError, NonFiniteLossError, OptionError, ShapeError
 from ..losses.losses import Loss
 from ..utils import check_options, tolist
+from . import _checkpoint as ckpt
 
 __all__ = ["Model", "CheckpointError"]
 
-_CHECKPOINT_FORMAT = "pixyz_like.Model/1"
+# Keywords of Loss.eval that shape its result: Model.train needs the loss alone, so they are not options.
+_RESULT_KEYWORDS = frozenset({"return_dict", "return_all", "return_terms"})
 
 
-class CheckpointError(PixyzLikeError, ValueError):
-    """A checkpoint that is not a pixyz_like checkpoint, or belongs to another model.
+# Options Loss.eval takes for every formula (besides those of the losses in it).
+_EVERY_LOSS_OPTIONS = frozenset({"test_mode"})
 
-    >>> from pixyz_like.losses import ValueLoss
-    >>> model = Model(ValueLoss(0), distributions=[torch.nn.Linear(1, 1)])
-    >>> model.load_state_dict({"format": "something else"})
-    Traceback (most recent call last):
-    ...
-    pixyz_like.models.model.CheckpointError: Model.load(): not a pixyz_like Model checkpoint
-    """
+
+def _loss_options(loss: Any) -> frozenset[str]:
+    """The options ``loss.eval`` accepts (its own keywords and those of the losses in its formula),
+    plus ``return_terms``; computed once per loss, when it is given to the model."""
+    if hasattr(loss, "eval_options"):  # the loss knows its whole set
+        return frozenset(set(loss.eval_options()) - _RESULT_KEYWORDS) | {"return_terms"}
+    options = set(loss._valid_options()) | _EVERY_LOSS_OPTIONS if isinstance(loss, Loss) else set()
+    try:
+        params = list(inspect.signature(loss.eval).parameters.values())[1:]  # after x_dict
+    except (TypeError, ValueError):
+        params = []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    options |= {p.name for p in params if p.kind in kinds and p.name not in _RESULT_KEYWORDS}
+    return frozenset(options | {"return_terms"})
+
+
+def _clip_option(name: str, value: Any) -> float | None:
+    """``None``, or a positive finite number: a clipping threshold."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise OptionError(f"Model: {name} must be a positive number or None, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value) or value <= 0:
+        raise OptionError(
+            f"Model: {name} must be a positive finite number (or None for no clipping), got {value!r}: "
+            + ("a threshold of 0 or less would zero or reverse the gradients" if value <= 0 else
+               "a non-finite threshold turns the gradients into NaN")
+        )
+    return float(value)
+
+
+def _non_finite_entries(tensors: Mapping[str, Any]) -> list[str]:
+    """``name (n non-finite of N, first at index i)`` for each floating tensor holding NaN or inf."""
+    found = []
+    for name, t in tensors.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            bad = ~torch.isfinite(t.detach())
+            if bool(bad.any()):
+                first = tuple(int(i) for i in bad.nonzero()[0]) if t.ndim else ()
+                found.append(f"{name!r} ({int(bad.sum())} non-finite of {t.numel()}, first at index {first})")
+    return found
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
-
-    A crash mid-write leaves the previous file intact: the rename is atomic on POSIX and Windows.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` to a temporary file in the same folder, then rename it over ``path`` (see
+    :func:`pixyz_like.models._checkpoint.atomic_save`)."""
+    ckpt.atomic_save(obj, path)
 
 
 class Model:
@@ -62,12 +85,24 @@ class Model:
     Args:
         loss: the training loss (must evaluate to a scalar, e.g. end with ``.mean()``).
         test_loss: the loss ``test`` reports (defaults to ``loss``).
-        distributions: the distributions (or any ``nn.Module``) whose parameters are trained.
+        distributions: the distributions (or any ``nn.Module``) whose parameters are trained; one whose
+            parameters the loss never uses is reported with a warning (it would train nothing).
         optimizer: an optimizer class; ``optimizer_params`` are its keyword arguments.
-        clip_grad_norm: clip the gradients' total norm to this value before each step.
-        clip_grad_value: clip each gradient element to ``[-value, value]`` before each step.
+        clip_grad_norm: clip the gradients' total norm to this value before each step (a positive
+            finite number, or ``None``).
+        clip_grad_value: clip each gradient element to ``[-value, value]`` before each step (a
+            positive finite number, or ``None``).
         retain_graph: passed to ``backward``.
         device: where the distributions live; each batch is moved there.
+
+    Raises:
+        OptionError: a clipping threshold that is not a positive finite number (Pixyz ignored 0 and
+            reversed the gradients for a negative one).
+
+    A step whose loss or gradients are not finite is never taken: :meth:`train` raises
+    :class:`~pixyz_like.errors.NonFiniteLossError` (or
+    :class:`~pixyz_like.errors.NonFiniteGradientError`) first, leaving the parameters and the optimizer's
+    state as they were.
 
     >>> from pixyz_like.distributions import Normal
     >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
@@ -90,6 +125,8 @@ class Model:
         retain_graph: bool = False,
         device: str | torch.device | None = None,
     ) -> None:
+        self.clip_norm = clip_grad_norm
+        self.clip_value = clip_grad_value
         self.loss_cls = None
         self.test_loss_cls = None
         self.set_loss(loss, test_loss)
@@ -106,15 +143,61 @@ class Model:
         params = list(self.distributions.parameters())
         if not params:
             raise ValueError("Model: the distributions given have no trainable parameters")
+        self._warn_unused(modules)
         self.optimizer = optimizer(params, **dict(optimizer_params or {}))
-        self.clip_norm = clip_grad_norm
-        self.clip_value = clip_grad_value
         self.retain_graph = retain_graph
 
     def set_loss(self, loss, test_loss=None) -> None:
-        """Replace the training (and test) loss."""
+        """Replace the training (and test) loss.
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+        >>> p.loc = torch.nn.Parameter(p.loc.clone())
+        >>> model = Model(-p.log_prob().mean(), distributions=[p])
+        >>> model.set_loss(-p.log_prob().sum())
+        >>> print(model.loss_cls)
+        - sum \\left(\\log p(x) \\right)
+        """
         self.loss_cls = loss
         self.test_loss_cls = test_loss if test_loss is not None else loss
+        # The options each loss accepts, found once here (not by walking the formula at every step).
+        self._train_options = _loss_options(self.loss_cls)
+        self._test_options = _loss_options(self.test_loss_cls)
+
+    @property
+    def clip_norm(self) -> float | None:
+        """The gradient-norm clipping threshold (``clip_grad_norm``); setting it checks the value."""
+        return self._clip_norm
+
+    @clip_norm.setter
+    def clip_norm(self, value: float | None) -> None:
+        self._clip_norm = _clip_option("clip_grad_norm", value)
+
+    @property
+    def clip_value(self) -> float | None:
+        """The gradient-value clipping threshold (``clip_grad_value``); setting it checks the value."""
+        return self._clip_value
+
+    @clip_value.setter
+    def clip_value(self, value: float | None) -> None:
+        self._clip_value = _clip_option("clip_grad_value", value)
+
+    def _warn_unused(self, modules: Sequence[nn.Module]) -> None:
+        """Warn about each module passed for training whose parameters the training loss never reaches."""
+        if not isinstance(self.loss_cls, nn.Module):
+            return
+        used = {id(p) for p in self.loss_cls.parameters()}
+        for m in modules:
+            own = list(m.parameters())
+            if own and not any(id(p) in used for p in own):
+                name = m.prob_text if isinstance(m, Distribution) else type(m).__name__
+                warnings.warn(
+                    f"Model: {name} was given for training, but the loss {self.loss_cls} does not use it, so "
+                    "training will not change it (if the loss reaches it some other way, register it as a "
+                    "submodule of a distribution the loss uses)",
+                    UserWarning,
+                    stacklevel=4,
+                )
 
     # ------------------------------------------------------------------ text
     def __str__(self) -> str:
@@ -131,10 +214,17 @@ class Model:
         return f"${self.loss_cls.loss_text}$"
 
     # ------------------------------------------------------------------ steps
-    def _to_device(self, x_dict: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _to_device(self, x_dict: Mapping[str, Any] | None, where: str = "Model") -> dict[str, Any]:
+        """The batch as a dict on the model's device; an empty batch (0 rows) is refused."""
         x_dict = {} if x_dict is None else x_dict
         if not isinstance(x_dict, Mapping):
-            raise TypeError(f"Model: expected a dict of tensors {{name: tensor}}, got {type(x_dict).__name__}")
+            raise TypeError(f"{where}: expected a dict of tensors {{name: tensor}}, got {type(x_dict).__name__}")
+        for name, v in x_dict.items():
+            if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == 0:
+                raise ShapeError(
+                    f"{where}: variable {name!r} is an empty batch (shape {tuple(v.shape)}); a batch needs at "
+                    "least one row (the loss of no data is undefined and no step is taken)"
+                )
         if self.device is None:
             return dict(x_dict)
         return {
@@ -142,21 +232,35 @@ class Model:
         }
 
     def _check_options(self, where: str, loss, options: Mapping[str, Any]) -> None:
-        check_options(where, options, loss._valid_options() | {"return_terms"})
+        if loss is self.loss_cls:
+            valid = self._train_options
+        elif loss is self.test_loss_cls:
+            valid = self._test_options
+        else:
+            valid = _loss_options(loss)
+        check_options(where, options, valid)
 
     def train(self, train_x_dict: Mapping[str, Any] | None = None, **options: Any):
         """One optimisation step on a batch; returns the loss, detached (and the terms if asked).
 
+        ``options`` are passed to the loss's ``eval`` (e.g. ``batch_n=8`` for a model with no inputs);
         ``return_terms=True`` returns ``(loss, {term: value})`` with each named term's batch mean.
+
+        Raises:
+            NonFiniteLossError: the loss is NaN or infinite (the message names the inputs and terms
+                that are not finite); the step is not taken.
+            NonFiniteGradientError: a gradient is NaN or infinite; the step is not taken.
+            ShapeError: an empty batch.
         """
         self._check_options("Model.train()", self.loss_cls, options)
         return_terms = options.pop("return_terms", False)
-        x_dict = self._to_device(train_x_dict)
+        x_dict = self._to_device(train_x_dict, "Model.train()")
         self.distributions.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss, terms = self._train_loss(x_dict, options, return_terms)
         loss.backward(retain_graph=self.retain_graph)
-        self._clip_gradients()
+        norm = self._clip_gradients()
+        self._check_step(loss, norm, x_dict, terms)
         self.optimizer.step()
         loss = loss.detach()
         return (loss, terms) if return_terms else loss
@@ -178,17 +282,71 @@ class Model:
             )
         return loss, terms
 
-    def _clip_gradients(self) -> None:
-        if self.clip_norm:
-            clip_grad_norm_(self.distributions.parameters(), self.clip_norm)
-        if self.clip_value:
+    def _trained_grads(self) -> list[torch.Tensor]:
+        return [p.grad for p in self.distributions.parameters() if p.grad is not None]
+
+    def _clip_gradients(self) -> torch.Tensor | None:
+        """Clip as configured; return the gradients' total norm when clipping by norm computed it."""
+        norm = None
+        if self.clip_norm is not None:
+            norm = clip_grad_norm_(self.distributions.parameters(), self.clip_norm)
+        if self.clip_value is not None:
             clip_grad_value_(self.distributions.parameters(), self.clip_value)
+        return norm
+
+    def _check_step(self, loss: torch.Tensor | None, norm: torch.Tensor | None, x_dict: Mapping[str, Any],
+                    terms: Mapping[str, Any] | None = None, where: str = "Model.train()") -> None:
+        """Refuse the step (before the optimizer sees it) if the loss or a gradient is not finite.
+
+        One fused reduction (the gradients' total norm, reused from norm clipping when it ran) and
+        one host synchronisation per step; the details are gathered only when the check fails.
+        """
+        if norm is None:
+            norm = get_total_norm(self._trained_grads())
+        ok = torch.isfinite(norm.detach())
+        if loss is not None:
+            ok = ok & torch.isfinite(loss.detach()).to(ok.device)
+        if bool(ok):
+            return
+        if loss is not None and not bool(torch.isfinite(loss.detach())):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(self._non_finite_loss_message(where, loss, x_dict, terms))
+        bad = [n for n, p in self.distributions.named_parameters()
+               if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        if not bad:
+            return  # only the norm overflowed: every gradient is finite
+        self.optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteGradientError(
+            f"{where}: the loss is finite but the gradients of {bad[:8]} are not (NaN or infinite); the optimizer "
+            "step was not taken, the parameters and the optimizer's state are unchanged"
+        )
+
+    def _non_finite_loss_message(self, where: str, loss: torch.Tensor, x_dict: Mapping[str, Any],
+                                 terms: Mapping[str, Any] | None) -> str:
+        detail = []
+        inputs = _non_finite_entries(x_dict)
+        if inputs:
+            detail.append(f"inputs {', '.join(inputs)}")
+        bad_terms = [k for k, v in (terms or {}).items() if not math.isfinite(float(v))]
+        if bad_terms:
+            detail.append(f"terms {bad_terms}")
+        weights = _non_finite_entries(dict(self.distributions.named_parameters()))
+        if weights:
+            detail.append(f"parameters {', '.join(weights[:4])}")
+        found = f" (not finite: {'; '.join(detail)})" if detail else ""
+        return (
+            f"{where}: the loss {self.loss_cls} is {float(loss.detach())}{found}; the optimizer step was not "
+            "taken, the parameters and the optimizer's state are unchanged"
+        )
 
     def test(self, test_x_dict: Mapping[str, Any] | None = None, **options: Any):
-        """Evaluate the test loss without gradients, networks in eval mode; returns it detached."""
+        """Evaluate the test loss without gradients, networks in eval mode; returns it detached.
+
+        ``options`` are passed to the test loss's ``eval`` (e.g. ``batch_n=8``, ``return_terms=True``).
+        """
         self._check_options("Model.test()", self.test_loss_cls, options)
         return_terms = options.pop("return_terms", False)
-        x_dict = self._to_device(test_x_dict)
+        x_dict = self._to_device(test_x_dict, "Model.test()")
         self.distributions.eval()
         try:
             with torch.no_grad():
@@ -241,10 +399,17 @@ class Model:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: the state of the distributions, of every optimizer (the
         model's and any a subclass or a loss keeps, e.g. a critic's) and of other networks the losses
-        hold (e.g. a discriminator)."""
+        hold (e.g. a discriminator).
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+        >>> p.loc = torch.nn.Parameter(p.loc.clone())
+        >>> sorted(Model(-p.log_prob().mean(), distributions=[p]).state_dict())
+        ['distributions', 'format', 'modules', 'optimizer', 'optimizers']
+        """
         optimizers = self._named_optimizers()
         return {
-            "format": _CHECKPOINT_FORMAT,
+            "format": ckpt.FORMAT,
             "distributions": self.distributions.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in optimizers.items() if k != "optimizer"},
@@ -274,13 +439,32 @@ class Model:
         return f"{what}: " + "; ".join(detail) if detail else None
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Load a state from :meth:`state_dict`; raise :class:`CheckpointError` if it is another model's."""
-        if not isinstance(state, Mapping) or state.get("format") != _CHECKPOINT_FORMAT:
-            raise CheckpointError("Model.load(): not a pixyz_like Model checkpoint")
+        """Load a state from :meth:`state_dict` (or Pixyz's ``{"distributions": ...}``).
+
+        Raises :class:`~pixyz_like.errors.CheckpointError` if it is another model's, or malformed.
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+        >>> p.loc = torch.nn.Parameter(p.loc.clone())
+        >>> model = Model(-p.log_prob().mean(), distributions=[p])
+        >>> model.load_state_dict({"format": "something else"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pixyz_like.errors.CheckpointError: Model.load_state_dict(): ... is not a pixyz_like or Pixyz Model ...
+        """
+        source = "Model.load_state_dict(): the state"
+        self._load_state(state, source, ckpt.check_layout(state, source, require_digest=False))
+
+    def _load_state(self, state: Mapping[str, Any], source: str, layout: str) -> None:
+        """Check every entry of ``state`` against this model, then load it (nothing is loaded on error)."""
+        if layout == "pixyz":
+            self._load_pixyz(state, source)
+            return
+        ckpt.check_entries(state, source)
         modules = self._extra_modules()
         optimizers = self._named_optimizers()
-        saved_modules = state.get("modules", {})
-        saved_optimizers = {"optimizer": state["optimizer"], **state.get("optimizers", {})}
+        saved_modules = state["modules"]
+        saved_optimizers = {"optimizer": state["optimizer"], **state["optimizers"]}
         problems = [self._mismatch("distributions", self.distributions.state_dict(), state["distributions"])]
         problems.append(self._mismatch("networks held by the losses", {k: 0 for k in modules}, saved_modules))
         problems += [self._mismatch(f"network {k}", m.state_dict(), saved_modules[k])
@@ -295,8 +479,7 @@ class Model:
         problems = [p for p in problems if p]
         if problems:
             raise CheckpointError(
-                f"Model.load(): the checkpoint belongs to another model ({type(self).__name__}): "
-                + " | ".join(problems)
+                f"{source} belongs to another model ({type(self).__name__}): " + " | ".join(problems)
             )
         self.distributions.load_state_dict(state["distributions"])
         for k, m in modules.items():
@@ -304,20 +487,45 @@ class Model:
         for k, o in optimizers.items():
             o.load_state_dict(saved_optimizers[k])
 
+    def _load_pixyz(self, state: Mapping[str, Any], source: str) -> None:
+        """Pixyz's ``Model.save`` kept the distributions' parameters only: load them (the optimizer
+        starts afresh, as with Pixyz's ``Model.load``)."""
+        theirs = ckpt.check_module_state(state["distributions"], "'distributions'", source)
+        own = self.distributions.state_dict()
+        theirs = ckpt.from_pixyz_names(theirs, own, source)
+        problem = self._mismatch("distributions", own, theirs)
+        if problem:
+            raise CheckpointError(f"{source} (a Pixyz checkpoint) belongs to another model: {problem}")
+        self.distributions.load_state_dict(theirs)
+
     def save(self, path: str | os.PathLike) -> None:
-        """Save the distributions' and optimizer's state to ``path`` (atomically)."""
-        atomic_save(self.state_dict(), path)
+        """Save the state of the distributions, optimizers and other networks to ``path``: atomically,
+        with a digest that :meth:`load` checks.
+
+        The file is a ``torch.save`` of :meth:`state_dict` (so Pixyz's ``Model.load`` reads its
+        ``"distributions"`` too).
+
+        >>> import os, tempfile
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+        >>> p.loc = torch.nn.Parameter(p.loc.clone())
+        >>> model = Model(-p.log_prob().mean(), distributions=[p])
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.pt")
+        >>> model.save(path)
+        >>> model.load(path)
+        """
+        ckpt.write_checkpoint(self.state_dict(), path)
 
     def load(self, path: str | os.PathLike) -> None:
-        """Load a checkpoint written by :meth:`save`. Only tensors and plain data are unpickled."""
-        map_location = self.device if self.device is not None else "cpu"
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
-            if isinstance(e, FileNotFoundError):
-                raise
-            raise CheckpointError(f"Model.load(): {path} is not a readable checkpoint: {e}") from e
-        self.load_state_dict(state)
+        """Load a checkpoint written by :meth:`save` or :meth:`fit`, or by Pixyz 0.3.3's ``Model.save``.
+
+        Only tensors and plain data are unpickled. A file that cannot be read, fails its integrity
+        check, lacks an entry or belongs to another model raises
+        :class:`~pixyz_like.errors.CheckpointError` naming the file and the problem, and leaves the
+        model as it was.
+        """
+        state, layout, source = ckpt.read_checkpoint(path, "Model.load()")
+        self._load_state(state, source, layout)
 
     # ------------------------------------------------------------------ training loop
     def fit(

@@ -37,22 +37,19 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import MissingVariableError, PixyzLikeError, missing_variable_error
+from ..errors import (
+    CheckpointError,
+    MissingVariableError,
+    NonFiniteLossError,
+    OptionError,
+    PixyzLikeError,
+    missing_variable_error,
+)
 from . import distributed as pdist
-from .model import CheckpointError, Model, atomic_save
+from ._checkpoint import check_number, read_checkpoint, write_checkpoint
+from .model import Model
 
 __all__ = ["Callback", "FitState", "TensorBoardLogger", "NonFiniteLossError", "fit"]
-
-
-class NonFiniteLossError(PixyzLikeError, FloatingPointError):
-    """The training loss became NaN or infinite; the message names the step and the term.
-
-    ``Model.fit`` raises it before the optimizer step, so the parameters and the last checkpoint are
-    those of the last finite step.
-
-    >>> issubclass(NonFiniteLossError, FloatingPointError)
-    True
-    """
 
 
 @dataclass
@@ -352,21 +349,73 @@ class _LossFn:
 
 # ---------------------------------------------------------------------- checkpoints
 def _read_checkpoint(path, model: Model) -> dict[str, Any]:
-    import pickle
-
-    map_location = model.device if model.device is not None else "cpu"
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
-        raise CheckpointError(f"Model.fit(resume=...): {path} is not a readable checkpoint: {e}") from e
-    if not isinstance(state, Mapping) or "fit" not in state:
+    """Read a ``fit`` checkpoint and check its training state (the model's part is checked when loaded)."""
+    state, layout, source = read_checkpoint(path, "Model.fit(resume=...)")
+    if "fit" not in state:
         raise CheckpointError(
-            f"Model.fit(resume=...): {path} holds no training state (it was written by Model.save, not by "
-            "fit); load it with Model.load to start a new run from its weights"
+            f"{source} holds no training state (it was written by Model.save, not by fit); load it with "
+            "Model.load to start a new run from its weights"
         )
+    _check_fit_state(state["fit"], source)
+    model._load_state(state, source, layout)
     return state
+
+
+def _check_fit_state(fs: Any, source: str) -> None:
+    """Every entry of a checkpoint's ``fit`` section, of the kind the loop writes."""
+    if not isinstance(fs, Mapping):
+        raise CheckpointError(f"{source}: its training state must be a dict, got {type(fs).__name__}")
+    need = ("epoch", "step", "batch", "history", "sums", "count", "rng", "epoch_rng", "scaler", "world_size")
+    missing = [k for k in need if k not in fs]
+    if missing:
+        raise CheckpointError(f"{source}: its training state lacks the entries {missing}")
+    for k in ("epoch", "step", "batch", "count"):
+        check_number(fs[k], f"the training state's {k!r}", source)
+    check_number(fs["world_size"], "the training state's 'world_size'", source, minimum=1)
+    history, sums = fs["history"], fs["sums"]
+    if not isinstance(history, list) or not all(isinstance(h, Mapping) for h in history):
+        raise CheckpointError(f"{source}: the training state's 'history' must be a list of dicts")
+    for i, logs in enumerate([sums, *history]):
+        what = "'sums'" if i == 0 else f"'history'[{i - 1}]"
+        if not isinstance(logs, Mapping):
+            raise CheckpointError(f"{source}: the training state's {what} must be a dict")
+        for k, v in logs.items():
+            if not isinstance(k, str):
+                raise CheckpointError(f"{source}: the training state's {what} has a key {k!r} that is not a name")
+            check_number(v, f"the training state's {what}[{k!r}]", source, integer=False)
+    if not isinstance(fs["rng"], list) or not (fs["epoch_rng"] is None or isinstance(fs["epoch_rng"], list)):
+        raise CheckpointError(f"{source}: the training state's random states must be lists (one per process)")
+    if fs["epoch_rng"] is not None and len(fs["epoch_rng"]) != len(fs["rng"]):
+        raise CheckpointError(f"{source}: the training state has {len(fs['rng'])} random states but "
+                              f"{len(fs['epoch_rng'])} epoch-start states")
+    for i, rng in enumerate(fs["rng"] + (fs["epoch_rng"] or [])):
+        _check_rng_state(rng, f"random state {i}", source)
+    if fs["scaler"] is not None and not isinstance(fs["scaler"], Mapping):
+        raise CheckpointError(f"{source}: the training state's 'scaler' must be a dict or None")
+
+
+def _check_rng_state(state: Any, what: str, source: str) -> None:
+    """A saved random state that :func:`_set_rng_state` can restore: tried on fresh generators."""
+    if not isinstance(state, Mapping) or "torch" not in state or "python" not in state:
+        raise CheckpointError(f"{source}: {what} must be a dict with 'torch' and 'python' states")
+    try:
+        torch.Generator().set_state(state["torch"])
+        random.Random().setstate(state["python"])
+        if "sampler" in state:
+            torch.Generator().set_state(state["sampler"])
+        if "cuda" in state and not (
+            isinstance(state["cuda"], list) and all(isinstance(t, torch.Tensor) for t in state["cuda"])
+        ):
+            raise TypeError("the CUDA states must be a list of tensors")
+        if "numpy" in state:
+            import numpy as np
+
+            s = state["numpy"]
+            np.random.RandomState().set_state(
+                (s["name"], s["key"].numpy().astype("uint32"), s["pos"], s["has_gauss"], s["gauss"])
+            )
+    except Exception as e:  # noqa: BLE001 - any failure to restore it means a malformed state
+        raise CheckpointError(f"{source}: {what} cannot be restored ({type(e).__name__}: {e})") from e
 
 
 def _term_values(terms: Mapping[str, torch.Tensor] | None) -> dict[str, float]:
@@ -383,6 +432,18 @@ def _non_finite_message(step: int, epoch: int, loss, terms) -> str:
 
 
 # ---------------------------------------------------------------------- the loop
+def _check_counts(**counts: tuple[Any, int]) -> None:
+    """Each ``name=(value, least)``: ``value`` must be ``None`` (where allowed) or an integer >= ``least``."""
+    optional = {"checkpoint_every", "max_steps"}
+    for name, (value, least) in counts.items():
+        if value is None and name in optional:
+            continue
+        if type(value) is not int or value < least:
+            what = "a non-negative" if least == 0 else "a positive"
+            none = " (or None)" if name in optional else ""
+            raise OptionError(f"Model.fit(): {name} must be {what} integer{none}, got {value!r}")
+
+
 def fit(
     model: Model,
     train_loader: Iterable,
@@ -407,12 +468,8 @@ def fit(
 
     See :meth:`Model.fit <pixyz_like.models.Model.fit>` for the arguments.
     """
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"Model.fit(): epochs must be a non-negative integer, got {epochs!r}")
-    if not isinstance(accumulate, int) or accumulate < 1:
-        raise ValueError(f"Model.fit(): accumulate must be a positive integer, got {accumulate!r}")
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-        raise ValueError(f"Model.fit(): checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+    _check_counts(epochs=(epochs, 0), accumulate=(accumulate, 1), checkpoint_every=(checkpoint_every, 1),
+                  max_steps=(max_steps, 1))
     schedules = dict(schedules or {})
     options = dict(options or {})
     model._check_options("Model.fit()", model.loss_cls, options)
@@ -454,7 +511,6 @@ def fit(
     resume_rng = resume_epoch_rng = None
     if resume is not None:
         saved = _read_checkpoint(resume, model)
-        model.load_state_dict(saved)
         fs = saved["fit"]
         state.epoch, state.step, state.batch = fs["epoch"], fs["step"], fs["batch"]
         state.history = [dict(h) for h in fs["history"]]
@@ -510,7 +566,7 @@ def fit(
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "world_size": world,
             }
-            atomic_save(ckpt, checkpoint)
+            write_checkpoint(ckpt, checkpoint)
         if distributed:
             dist.barrier()
 
@@ -535,7 +591,9 @@ def fit(
         pdist.all_reduce_gradients(params)
         if scaler is not None:
             scaler.unscale_(model.optimizer)
-        model._clip_gradients()
+        norm = model._clip_gradients()
+        if scaler is None:  # with float16 loss scaling, inf gradients are expected: the scaler skips those steps
+            model._check_step(None, norm, {}, where=f"Model.fit(): at step {state.step + 1} (epoch {state.epoch + 1})")
         if scaler is not None:
             scaler.step(model.optimizer)
             scaler.update()

@@ -136,8 +136,8 @@ def _ddp_main(out_dir: str) -> None:
     pdist.init_distributed()
     rank = pdist.get_rank()
     saves = []
-    real_save = training.atomic_save
-    training.atomic_save = lambda obj, path: (saves.append(str(path)), real_save(obj, path))
+    real_save = training.write_checkpoint
+    training.write_checkpoint = lambda obj, path: (saves.append(str(path)), real_save(obj, path))
 
     class Record(Callback):
         def __init__(self):
