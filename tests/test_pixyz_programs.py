@@ -164,7 +164,8 @@ def test_mixture_posterior_prob_given_x_is_the_components_by_batch_table():
 
 def test_mixture_prior_may_share_the_observed_variable_name():
     # Pixyz's defaults give components and prior the same variable name "x".
-    mix = MixtureModel([Normal(loc=0.0, scale=1.0), Normal(loc=1.0, scale=1.0)], Categorical(probs=torch.tensor([1.0, 2.0])))
+    comps = [Normal(loc=0.0, scale=1.0), Normal(loc=1.0, scale=1.0)]
+    mix = MixtureModel(comps, Categorical(probs=torch.tensor([1.0, 2.0])))
     x = torch.tensor([0.3])
     want = torch.logsumexp(torch.stack([torch.distributions.Normal(0.0, 1.0).log_prob(x) + torch.tensor(1 / 3).log(),
                                         torch.distributions.Normal(1.0, 1.0).log_prob(x) + torch.tensor(2 / 3).log()]),

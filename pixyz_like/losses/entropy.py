@@ -83,10 +83,10 @@ class AnalyticalEntropy(Entropy):
 class StochasticReconstructionLoss(Loss):
     """Pixyz's obsolete reconstruction loss: building it raises, pointing to the formula to write instead.
 
-    >>> StochasticReconstructionLoss(None, None)
+    >>> StochasticReconstructionLoss(None, None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    NotImplementedError: StochasticReconstructionLoss is obsolete (as in Pixyz); write -decoder.log_prob().expectation(encoder)
+    NotImplementedError: StochasticReconstructionLoss is obsolete (as in Pixyz); write ...
     """
 
     def __init__(self, encoder, decoder, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:

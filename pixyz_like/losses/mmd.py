@@ -9,9 +9,15 @@ import torch
 
 from ..errors import ShapeError
 from ._two_sample import batch_size, check_pair, draw
-from .losses import Divergence, Loss
+from .losses import Divergence
 
-__all__ = ["MMD", "gaussian_rbf_kernel", "inverse_multiquadratic_rbf_kernel", "mmd2_unbiased", "pairwise_distance_matrix"]
+__all__ = [
+    "MMD",
+    "gaussian_rbf_kernel",
+    "inverse_multiquadratic_rbf_kernel",
+    "mmd2_unbiased",
+    "pairwise_distance_matrix",
+]
 
 
 def _sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
