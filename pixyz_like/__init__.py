@@ -4,7 +4,9 @@ Subpackages: :mod:`pixyz_like.distributions`, :mod:`pixyz_like.losses`, :mod:`pi
 """
 
 from . import distributions, losses, models, utils
+from .distributions._validation import set_validation, validation_enabled
 from .utils import print_latex
 
 __version__ = "0.1.0"
-__all__ = ["distributions", "losses", "models", "utils", "print_latex", "__version__"]
+__all__ = ["distributions", "losses", "models", "utils", "print_latex", "set_validation", "validation_enabled",
+           "__version__"]

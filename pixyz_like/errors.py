@@ -11,6 +11,7 @@ __all__ = [
     "PixyzLikeError",
     "MissingVariableError",
     "ParameterError",
+    "SupportError",
     "ShapeError",
     "GraphError",
     "VariableMismatchError",
@@ -51,7 +52,12 @@ class MissingVariableError(PixyzLikeError, KeyError):
 
 
 class ParameterError(PixyzLikeError, ValueError):
-    """A distribution's ``forward`` returned parameters other than the family's.
+    """A distribution's parameters are not the family's, or lie outside their domain.
+
+    Raised when ``forward`` returns other keys than the family's, and (while validation is on, see
+    :mod:`pixyz_like.distributions._validation`) when a parameter is not finite or outside its domain,
+    e.g. a negative Normal ``scale``; the message names the distribution, the parameter, where it came
+    from, the first offending entry and its index.
 
     >>> import torch
     >>> from pixyz_like.distributions import Normal
@@ -62,6 +68,22 @@ class ParameterError(PixyzLikeError, ValueError):
     Traceback (most recent call last):
     ...
     pixyz_like.errors.ParameterError: p(x|z) (Bad): the parameters are ['mean', 'scale'], but a Normal ...
+    """
+
+
+class SupportError(PixyzLikeError, ValueError):
+    """A value scored by a distribution lies outside the support of its family.
+
+    Raised while validation is on (see :mod:`pixyz_like.distributions._validation`): a Bernoulli value
+    outside :math:`[0, 1]`, a Categorical value that is not one-hot, a NaN Normal value... The message
+    names the distribution, the variable, the first offending entry and its index.
+
+    >>> import torch
+    >>> from pixyz_like.distributions import Bernoulli
+    >>> Bernoulli(probs=0.5, var=["x"]).get_log_prob({"x": torch.tensor([[0., 2.]])})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.SupportError: p(x) (Bernoulli): variable 'x' must be in [0, 1], but entry (0, 1) is 2.0 ...
     """
 
 

@@ -1,5 +1,6 @@
 """Distributions over named random variables."""
 
+from ._validation import set_validation, validation_enabled
 from .distributions import Distribution, DistributionBase
 from .families import Bernoulli, Categorical, Normal
 from .graph import DistributionGraph
@@ -22,6 +23,8 @@ __all__ = [
     "register_kl",
     "kl_elementwise",
     "has_closed_form_kl",
+    "set_validation",
+    "validation_enabled",
 ]
 
 # The remaining families (RelaxedBernoulli ... Gamma) and the composite distributions.

@@ -14,6 +14,7 @@ A parametric family's parameters come from three places, freely mixed:
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from ..errors import (
     missing_variable_error,
 )
 from ..utils import check_options, convert_latex_name, tolist
+from . import _validation
 
 __all__ = ["Distribution", "DistributionBase"]
 
@@ -381,6 +383,29 @@ def _sum_features(lp: torch.Tensor, n_feat: int, sum_features: bool, feature_dim
     return lp
 
 
+def _promote(params: dict[str, torch.Tensor], value: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The parameters and the value in one floating dtype, promoted as torch's arithmetic promotes.
+
+    A bool or integer value takes the parameters' dtype; a float64 value with float32 parameters makes
+    everything float64; bfloat16 parameters (a decoder under autocast) with a float32 value are
+    computed in float32. Nothing is copied when the dtypes already agree (the usual case).
+    """
+    dtype = None
+    mixed = False
+    for t in params.values():
+        if dtype is None:
+            dtype = t.dtype
+        elif t.dtype is not dtype:
+            dtype, mixed = torch.promote_types(dtype, t.dtype), True
+    if value.dtype is not dtype and value.is_floating_point():
+        dtype, mixed = torch.promote_types(dtype, value.dtype), True
+    if mixed:
+        params = {k: t.to(dtype) for k, t in params.items()}
+    if value.dtype is not dtype:
+        value = value.to(dtype)
+    return params, value
+
+
 class DistributionBase(Distribution):
     r"""Base of parametric families (Normal, Bernoulli, ...).
 
@@ -388,7 +413,16 @@ class DistributionBase(Distribution):
     ``_draw`` and, where they exist, ``_entropy``, ``_mean``, ``_variance``; ``_torch_dist`` builds the
     equivalent :mod:`torch.distributions` object (the fallback for anything not written out).
     ``event_ndim`` is the number of trailing parameter dimensions that form one event (1 for
-    Categorical, whose last dimension enumerates the categories).
+    Categorical, whose last dimension enumerates the categories); as in Pixyz, ``features_shape``
+    includes them (``Categorical(probs=torch.ones(3) / 3).features_shape == (3,)``).
+
+    ``param_support`` maps each parameter to its domain and ``_value_support()`` gives the support of
+    the variable (:class:`~pixyz_like.distributions._validation.Constraint` objects); while validation
+    is on, parameters are checked each time they are computed and values each time they are scored.
+    A ``forward`` may return plain numbers for some parameters (``{"loc": z, "scale": 1.0}``): they
+    become 0-dim tensors of the other parameters' dtype and device and broadcast, as in Pixyz. Before
+    scoring, the parameters and the value are promoted to one floating dtype, as torch's arithmetic
+    does (a bool or float64 value with float32 parameters, bfloat16 parameters under autocast).
 
     A network-parameterised family is a subclass whose ``forward`` takes the conditioning variables
     by name and returns the parameters:
@@ -413,6 +447,8 @@ class DistributionBase(Distribution):
     event_ndim = 0
     #: the equivalent :mod:`torch.distributions` class, used as the fallback for the maths.
     distribution_torch_class: type | None = None
+    #: the domain of each parameter; a parameter not listed is not checked.
+    param_support: dict[str, _validation.Constraint] = {}
 
     def __init__(
         self,
@@ -423,6 +459,11 @@ class DistributionBase(Distribution):
         **params: Any,
     ) -> None:
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape)
+        # Internally _features_shape holds the feature dims only; the event dims (Pixyz counts them in
+        # features_shape) are kept apart in _event_shape, empty until known.
+        n_ev = self.event_ndim if len(self._features_shape) >= self.event_ndim else 0
+        self._event_shape = self._features_shape[len(self._features_shape) - n_ev:]
+        self._features_shape = self._features_shape[: len(self._features_shape) - n_ev]
         if len(self._var) != 1:
             raise GraphError(f"{self._owner()}: a {self.distribution_name} is over one variable, got {self._var}")
         self._param_vars: dict[str, str] = {}
@@ -462,6 +503,22 @@ class DistributionBase(Distribution):
             ) from e
         self.register_buffer(key, tensor.unsqueeze(0).clone())
         self._const_keys.append(key)
+        self._validate_constant(key)
+
+    def _validate_constant(self, key: str) -> None:
+        """Check a constant parameter when it is given (it is checked again on each use)."""
+        support = self.param_support.get(key)
+        if support is not None:
+            _validation.check(self._owner, [(key, getattr(self, key), support)], ParameterError,
+                              lambda k: f"parameter {k!r} (a constant)")
+
+    @property
+    def features_shape(self) -> torch.Size:
+        """The shape of one data point of the variable, event dimensions included (as in Pixyz).
+
+        Empty when the parameters come from a network and no ``features_shape`` was given.
+        """
+        return self._features_shape + self._event_shape
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Compute the parameters from the conditioning variables (override with a network)."""
@@ -480,10 +537,8 @@ class DistributionBase(Distribution):
             hit = ctx.get_params(self, inputs)
             if hit is not None:
                 return hit
-        if self._custom_forward:
-            params = self._call_forward(inputs)
-        else:
-            params = {}
+        params = self._call_forward(inputs) if self._custom_forward else {}
+        from_forward = tuple(params)
         for key, var in self._param_vars.items():
             params.setdefault(key, x_dict[var])
         for key in self._const_keys:
@@ -494,14 +549,60 @@ class DistributionBase(Distribution):
                 f"{self._owner()}: the parameters are {got}, but a {self.distribution_name} expects "
                 f"{self._expected_keys_text()} (from forward(), constants or conditioning variables)"
             )
-        for key, value in params.items():
-            if not isinstance(value, torch.Tensor):
-                raise ParameterError(
-                    f"{self._owner()}: parameter {key} must be a tensor, got {type(value).__name__}"
-                )
+        self._as_tensors(params, inputs, from_forward)
+        self._validate_params(params, from_forward)
         if ctx is not None:
             ctx.put_params(self, inputs, params)
         return params
+
+    def _param_source(self, key: str, from_forward: tuple[str, ...]) -> str:
+        if key in from_forward:
+            return f"parameter {key!r} (from forward())"
+        if key in self._param_vars:
+            return f"parameter {key!r} (conditioning variable {self._param_vars[key]!r})"
+        return f"parameter {key!r} (a constant)"
+
+    def _as_tensors(self, params: dict[str, Any], inputs: tuple[Any, ...], from_forward: tuple[str, ...]) -> None:
+        """Make every parameter a floating tensor, in place: plain numbers (Pixyz lets ``forward``
+        return them) become 0-dim tensors of the dtype and device of the first tensor parameter (or
+        input), so they broadcast like torch.distributions' numbers; integer or bool tensors become
+        floating."""
+        ref = None
+        for key, value in params.items():
+            if isinstance(value, torch.Tensor):
+                if value.is_floating_point():
+                    continue
+                if ref is None:
+                    ref = self._reference_tensor(params, inputs)
+                params[key] = value.to(ref.dtype if ref.is_floating_point() else torch.get_default_dtype())
+            elif isinstance(value, numbers.Real):
+                if ref is None:
+                    ref = self._reference_tensor(params, inputs)
+                dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
+                params[key] = torch.tensor(float(value), dtype=dtype, device=ref.device)
+            else:
+                raise ParameterError(
+                    f"{self._owner()}: {self._param_source(key, from_forward)} must be a tensor or a number, "
+                    f"got {type(value).__name__}"
+                )
+
+    @staticmethod
+    def _reference_tensor(params: Mapping[str, Any], inputs: tuple[Any, ...]) -> torch.Tensor:
+        tensors = [v for v in params.values() if isinstance(v, torch.Tensor)]
+        floats = [v for v in tensors if v.is_floating_point()]
+        given = [v for v in inputs if isinstance(v, torch.Tensor)]
+        return (floats or tensors or given or [torch.zeros(())])[0]
+
+    def _validate_params(self, params: dict[str, torch.Tensor], from_forward: tuple[str, ...]) -> None:
+        if not _validation.validation_enabled():
+            return
+        support = self.param_support
+        items = [(k, t, support[k]) for k, t in params.items() if k in support]
+        _validation.check(self._owner, items, ParameterError, lambda k: self._param_source(k, from_forward))
+
+    def _value_support(self) -> _validation.Constraint | None:
+        """The support of the variable (``None``: not checked)."""
+        return None
 
     def _call_forward(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         kwargs = dict(zip(self._cond_var, inputs))
@@ -552,6 +653,11 @@ class DistributionBase(Distribution):
                 f"{self._owner()}: its parameters have shape {tuple(shape)}, which does not match "
                 f"features_shape {tuple(self._features_shape)} (expected (*sample_shape, batch, *features_shape))"
             )
+        if len(self._event_shape) and tuple(shape[end:]) != tuple(self._event_shape):
+            raise ShapeError(
+                f"{self._owner()}: its parameters have shape {tuple(shape)}, whose last dimension should be "
+                f"the {self._event_shape[-1]} categories of features_shape {tuple(self.features_shape)}"
+            )
         return shape
 
     def _n_feat(self, params: dict[str, torch.Tensor]) -> int | None:
@@ -559,7 +665,7 @@ class DistributionBase(Distribution):
         if len(self._features_shape):
             return len(self._features_shape)
         n = max(p.ndim for p in params.values()) - 1 - self.event_ndim
-        if n == 0 and all(p.numel() == 1 for p in params.values()):
+        if n <= 0 and all(p.numel() == 1 for p in params.values()):
             return None  # scalar constants: the features are whatever the value has (Pixyz's rule)
         return n
 
@@ -618,6 +724,9 @@ class DistributionBase(Distribution):
     def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
         params = self._get_params(x_dict, ctx)
         value = self._check_value(params, x_dict[self._var[0]])
+        params, value = _promote(params, value)
+        if _validation.validation_enabled():
+            _validation.check_value(self._owner, self._var[0], value, self._value_support())
         try:
             lp = self._log_prob_value(params, value)
         except RuntimeError as e:

@@ -2,7 +2,15 @@ r"""Parametric families: :class:`Normal`, :class:`Bernoulli`, :class:`Categorica
 
 Each family writes its log-density, sampler, entropy and moments as plain tensor maths (cheaper than
 building a :mod:`torch.distributions` object per call); the tests check every formula against
-:mod:`torch.distributions`.
+:mod:`torch.distributions`, in float64 at extreme parameters too.
+
+Each family also declares the domain of its parameters (``param_support``) and the support of its
+variable (``_value_support``), checked while validation is on (see
+:mod:`pixyz_like.distributions._validation`, switched by :class:`~pixyz_like.set_validation`).
+The log-densities are written so that their value and gradient stay finite wherever the true ones
+are: the Normal standardises before squaring (a scale of 1e-30 does not underflow in float32), and
+the Bernoulli log-likelihood from ``probs`` has :func:`torch.nn.functional.binary_cross_entropy`'s
+gradient, finite where a decoder's sigmoid saturates to exactly 0 or 1.
 """
 
 from __future__ import annotations
@@ -15,18 +23,34 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import NotDefinedError, ParameterError, ShapeError
+from ._validation import (
+    FINITE,
+    NONNEGATIVE,
+    ONE_HOT,
+    POSITIVE,
+    SIMPLEX,
+    UNIT_INTERVAL,
+    WEIGHTS,
+    counts,
+)
 from .distributions import DistributionBase
 from .kl import register_kl
 
 __all__ = ["Normal", "Bernoulli", "Categorical"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+_LOG_2 = math.log(2.0)
 
 
 class Normal(DistributionBase):
     r"""Gaussian with mean ``loc`` and standard deviation ``scale``, independent over features.
 
-    .. math:: \log \mathcal{N}(x;\mu,\sigma) = -\frac{(x-\mu)^2}{2\sigma^2} - \log\sigma - \tfrac12\log 2\pi
+    .. math:: \log \mathcal{N}(x;\mu,\sigma) = -\tfrac12 \Big(\frac{x-\mu}{\sigma}\Big)^2 - \log\sigma
+              - \tfrac12\log 2\pi
+
+    computed in this standardised form, so tiny or huge scales do not under- or overflow
+    (:math:`\sigma = 10^{-30}` at :math:`x = \mu` gives 68.16 in float32, where :math:`\sigma^2` is 0).
+    ``scale`` must be positive and finite, ``loc`` and the value finite.
 
     >>> p = Normal(loc=torch.tensor(0.), scale=torch.tensor(1.), var=["z"], features_shape=[2], name="p_prior")
     >>> print(p.prob_text)
@@ -39,6 +63,10 @@ class Normal(DistributionBase):
     params_keys = ("loc", "scale")
     has_reparam = True
     distribution_torch_class = torch.distributions.Normal
+    param_support = {"loc": FINITE, "scale": POSITIVE}
+
+    def _value_support(self):
+        return FINITE
 
     def __init__(
         self,
@@ -53,7 +81,8 @@ class Normal(DistributionBase):
 
     def _log_prob_value(self, params, value):
         loc, scale = params["loc"], params["scale"]
-        return -((value - loc) ** 2) / (2 * scale**2) - scale.log() - _HALF_LOG_2PI
+        z = (value - loc) / scale
+        return -0.5 * (z * z) - scale.log() - _HALF_LOG_2PI
 
     def _draw(self, params, shape, reparam):
         loc, scale = params["loc"], params["scale"]
@@ -91,7 +120,11 @@ class Bernoulli(DistributionBase):
     The same formula is used for targets in :math:`[0, 1]` that are not binary (grey-level MNIST, as
     in Pixyz's examples): it is then the negative binary cross-entropy, not a normalised density.
     Log-probabilities are clamped at -100, as :func:`torch.nn.functional.binary_cross_entropy` does,
-    so a saturated sigmoid gives a large finite loss rather than ``inf``.
+    so a saturated sigmoid gives a large finite loss rather than ``inf``; the gradient is that
+    function's too, finite (0 where ``probs`` is exactly the value) where the sigmoid saturates to
+    exactly 0 or 1. With ``logits`` the score is computed from them
+    (:func:`~torch.nn.functional.binary_cross_entropy_with_logits`), exact at any logit. ``probs``
+    must lie in :math:`[0, 1]`, ``logits`` be finite, and the value lie in :math:`[0, 1]`.
 
     >>> p = Bernoulli(probs=torch.tensor([0.2, 0.9]), var=["x"])
     >>> p.get_log_prob({"x": torch.tensor([[0., 1.]])})
@@ -101,6 +134,10 @@ class Bernoulli(DistributionBase):
     distribution_name = "Bernoulli"
     params_keys = ("probs", "logits")
     distribution_torch_class = torch.distributions.Bernoulli
+    param_support = {"probs": UNIT_INTERVAL, "logits": FINITE}
+
+    def _value_support(self):
+        return UNIT_INTERVAL
 
     def __init__(
         self,
@@ -124,10 +161,10 @@ class Bernoulli(DistributionBase):
 
     def _log_prob_value(self, params, value):
         if "probs" in params:
-            # x log p + (1 - x) log(1 - p) as a lerp between the two clamped logs: the same values as
-            # -binary_cross_entropy (which also clamps at -100) at half its CPU cost, forward and backward.
             probs = params["probs"]
-            return torch.lerp(torch.log1p(-probs).clamp_min(-100), torch.log(probs).clamp_min(-100), value)
+            if torch.is_grad_enabled() and (probs.requires_grad or value.requires_grad):
+                return _BernoulliLogLikelihood.apply(probs, value)
+            return _bernoulli_lerp(probs, value)
         logits = params["logits"]
         if logits.shape != value.shape:
             logits, value = torch.broadcast_tensors(logits, value)
@@ -156,18 +193,52 @@ class Bernoulli(DistributionBase):
 
 
 def _bernoulli_log_probs(params):
+    """``(log p, log(1 - p), p)`` with finite gradients, also at ``p`` exactly 0 or 1."""
     if "logits" in params:
-        return F.logsigmoid(params["logits"]), F.logsigmoid(-params["logits"])
+        logits = params["logits"]
+        return F.logsigmoid(logits), F.logsigmoid(-logits), torch.sigmoid(logits)
     p = params["probs"]
-    return torch.log(p).clamp_min(-100), torch.log1p(-p).clamp_min(-100)
+    tiny = torch.finfo(p.dtype).tiny
+    return p.clamp_min(tiny).log(), (1 - p).clamp_min(tiny).log(), p
 
 
 @register_kl(Bernoulli, Bernoulli)
 def _kl_bernoulli_bernoulli(p, q):
-    lp1, lp0 = _bernoulli_log_probs(p)
-    lq1, lq0 = _bernoulli_log_probs(q)
-    pp = lp1.exp()
+    lp1, lp0, pp = _bernoulli_log_probs(p)
+    lq1, lq0, _ = _bernoulli_log_probs(q)
     return pp * (lp1 - lq1) + (1 - pp) * (lp0 - lq0)
+
+
+def _bernoulli_lerp(probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    # x log p + (1 - x) log(1 - p) as a lerp between the two clamped logs: the same values as
+    # -binary_cross_entropy (which also clamps at -100) at half its CPU cost.
+    return torch.lerp(torch.log1p(-probs).clamp_min(-100), torch.log(probs).clamp_min(-100), value)
+
+
+class _BernoulliLogLikelihood(torch.autograd.Function):
+    r""":func:`_bernoulli_lerp` with the gradient of ``-binary_cross_entropy``, finite at ``p`` in {0, 1}.
+
+    Through the clamped logs autograd would multiply a zero by :math:`1/(1-p) = \infty` where a
+    sigmoid saturates to exactly 1 (NaN); the gradient here is
+    :math:`(x - p) / \max(p(1-p), 10^{-12})`, as in :func:`torch.nn.functional.binary_cross_entropy`.
+    """
+
+    @staticmethod
+    def forward(ctx, probs, value):
+        ctx.save_for_backward(probs, value)
+        return _bernoulli_lerp(probs, value)
+
+    @staticmethod
+    def backward(ctx, grad):
+        probs, value = ctx.saved_tensors
+        grad_probs = grad_value = None
+        if ctx.needs_input_grad[0]:
+            eps = max(1e-12, torch.finfo(probs.dtype).tiny)
+            grad_probs = (grad * (value - probs) / (probs * (1 - probs)).clamp_min(eps)).sum_to_size(probs.shape)
+        if ctx.needs_input_grad[1]:
+            log_odds = torch.log(probs).clamp_min(-100) - torch.log1p(-probs).clamp_min(-100)
+            grad_value = (grad * log_odds).sum_to_size(value.shape)
+        return grad_probs, grad_value
 
 
 class Categorical(DistributionBase):
@@ -176,18 +247,25 @@ class Categorical(DistributionBase):
 
     .. math:: \log p(x) = \sum_k x_k \log \pi_k, \qquad x \in \{e_1, \dots, e_K\}
 
-    ``probs`` are normalised over the last dimension. A value that is not one-hot is refused (Pixyz
-    silently took its argmax).
+    ``probs`` are non-negative finite weights, normalised over the last dimension (not all zero). A
+    value that is not one-hot is refused (Pixyz silently took its argmax). As in Pixyz,
+    ``features_shape`` counts the category dimension: ``(K,)`` for one categorical variable.
 
     >>> p = Categorical(probs=torch.tensor([0.2, 0.3, 0.5]), var=["y"])
     >>> p.get_log_prob({"y": torch.tensor([[0., 0., 1.]])})
     tensor([-0.6931])
+    >>> p.features_shape
+    torch.Size([3])
     """
 
     distribution_name = "Categorical"
     params_keys = ("probs",)
     event_ndim = 1
     distribution_torch_class = torch.distributions.OneHotCategorical
+    param_support = {"probs": WEIGHTS}
+
+    def _value_support(self):
+        return ONE_HOT
 
     def __init__(
         self,
@@ -201,29 +279,13 @@ class Categorical(DistributionBase):
 
     def _register_constant(self, key, value):
         # The category dimension is an event dimension, not a feature dimension.
-        tensor = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(value)
-        tensor = tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor
-        if tensor.ndim == 0:
-            raise ShapeError(f"{self._owner()}: probs must have a last dimension over the categories")
-        if len(self._features_shape) == 0:
-            self._features_shape = tensor.shape[:-1]
-        self.register_buffer(key, tensor.expand(self._features_shape + tensor.shape[-1:]).unsqueeze(0).clone())
-        self._const_keys.append(key)
+        _register_event_constant(self, key, value)
 
     @staticmethod
     def _log_probs(params):
         probs = params["probs"]
         probs = probs / probs.sum(-1, keepdim=True)
         return torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
-
-    def _check_value(self, params, value):
-        value = super()._check_value(params, value)
-        if not bool(((value == 0) | (value == 1)).all() and (value.sum(-1) == 1).all()):
-            raise ShapeError(
-                f"{self._owner()}: variable {self._var[0]!r} must be one-hot over its last dimension "
-                f"(size {value.shape[-1]}); use torch.nn.functional.one_hot for class indices"
-            )
-        return value
 
     def _log_prob_value(self, params, value):
         return (value * self._log_probs(params)).sum(-1)
@@ -278,17 +340,18 @@ def _register_event_constant(dist: DistributionBase, key: str, value: Any) -> No
     tensor = tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor
     if tensor.ndim == 0:
         raise ShapeError(f"{dist._owner()}: {key} needs a last dimension over the categories, got a scalar")
-    if len(dist._features_shape) == 0:
-        dist._features_shape = tensor.shape[:-1]
+    if len(dist._event_shape) == 0:  # features_shape not given: it is the constant's shape
+        dist._features_shape, dist._event_shape = tensor.shape[:-1], tensor.shape[-1:]
     try:
-        tensor = tensor.expand(dist._features_shape + tensor.shape[-1:])
+        tensor = tensor.expand(dist._features_shape + dist._event_shape)
     except RuntimeError as e:
         raise ShapeError(
             f"{dist._owner()}: {key} of shape {tuple(tensor.shape)} does not fit features_shape "
-            f"{tuple(dist._features_shape)} plus a category dimension"
+            f"{tuple(dist.features_shape)} (whose last dimension is the categories)"
         ) from e
     dist.register_buffer(key, tensor.unsqueeze(0).clone())
     dist._const_keys.append(key)
+    dist._validate_constant(key)
 
 
 def _register_temperature(dist: DistributionBase, value: Any) -> None:
@@ -302,6 +365,7 @@ def _register_temperature(dist: DistributionBase, value: Any) -> None:
         )
     dist.register_buffer("temperature", tensor.reshape(()).clone())
     dist._const_keys.append("temperature")
+    dist._validate_constant("temperature")
 
 
 def _not_defined(dist: DistributionBase, what: str) -> NotDefinedError:
@@ -333,7 +397,8 @@ class RelaxedBernoulli(DistributionBase):
     ``hard=True`` is the straight-through estimator: a sample is the 0/1 value :math:`1[x > 1/2]` in the
     forward pass (an exact Bernoulli(:math:`\pi`) draw) with the gradient of the relaxed sample. The
     variable is then binary, and log-density, entropy, mean and variance are the Bernoulli ones. The
-    soft distribution has no closed-form entropy or moments.
+    soft distribution has no closed-form entropy; ``sample_mean`` and ``sample_variance`` give the
+    underlying Bernoulli's, :math:`\pi` and :math:`\pi(1-\pi)`, as Pixyz does.
 
     The closed-form KL divergence against a :class:`Bernoulli` (either way round) is the KL of the
     underlying Bernoulli distributions: exact for ``hard=True``, the usual surrogate for the soft
@@ -357,6 +422,10 @@ class RelaxedBernoulli(DistributionBase):
     params_keys = ("temperature", "probs", "logits")
     has_reparam = True
     distribution_torch_class = torch.distributions.RelaxedBernoulli
+    param_support = {"temperature": POSITIVE, "probs": UNIT_INTERVAL, "logits": FINITE}
+
+    def _value_support(self):
+        return UNIT_INTERVAL
 
     def __init__(
         self,
@@ -434,14 +503,11 @@ class RelaxedBernoulli(DistributionBase):
         return F.binary_cross_entropy_with_logits(logits, torch.sigmoid(logits), reduction="none")
 
     def _mean(self, params):
-        if not self.hard:
-            raise _not_defined(self, "mean")
-        return torch.sigmoid(self._logits(params))
+        # Of the underlying Bernoulli (the relaxed one has no closed form), as in Pixyz.
+        return params["probs"] if "probs" in params else torch.sigmoid(params["logits"])
 
     def _variance(self, params):
-        if not self.hard:
-            raise _not_defined(self, "variance")
-        p = torch.sigmoid(self._logits(params))
+        p = self._mean(params)
         return p * (1 - p)
 
     def extra_repr(self) -> str:
@@ -496,8 +562,9 @@ class RelaxedCategorical(DistributionBase):
     ``hard=True`` is the straight-through Gumbel-softmax estimator (Jang et al. 2017): a sample is the
     one-hot :math:`e_{\arg\max_k x_k}` in the forward pass (an exact Categorical(:math:`\pi`) draw)
     with the gradient of the relaxed sample. The variable is then one-hot, and log-density, entropy,
-    mean and variance are the categorical ones. The soft distribution has no closed-form entropy or
-    moments.
+    mean and variance are the categorical ones. The soft distribution has no closed-form entropy;
+    ``sample_mean`` and ``sample_variance`` give the underlying categorical's, the probabilities
+    :math:`\pi` and :math:`\pi(1-\pi)`, as Pixyz does (its M2 example predicts the class from them).
 
     The closed-form KL divergence against a :class:`Categorical` (either way round) is the KL of the
     underlying categorical distributions: exact for ``hard=True``, the usual surrogate for the soft
@@ -523,6 +590,10 @@ class RelaxedCategorical(DistributionBase):
     event_ndim = 1
     has_reparam = True
     distribution_torch_class = torch.distributions.RelaxedOneHotCategorical
+    param_support = {"temperature": POSITIVE, "probs": WEIGHTS}
+
+    def _value_support(self):
+        return ONE_HOT if self.hard else SIMPLEX
 
     def __init__(
         self,
@@ -560,15 +631,6 @@ class RelaxedCategorical(DistributionBase):
         return torch.distributions.RelaxedOneHotCategorical(t.squeeze(-1) if t.ndim else t,
                                                             probs=params["probs"], validate_args=False)
 
-    def _check_value(self, params, value):
-        value = super()._check_value(params, value)
-        if self.hard and not bool(((value == 0) | (value == 1)).all() and (value.sum(-1) == 1).all()):
-            raise ShapeError(
-                f"{self._owner()}: with hard=True, variable {self._var[0]!r} must be one-hot over its last "
-                f"dimension (size {value.shape[-1]})"
-            )
-        return value
-
     def _log_prob_value(self, params, value):
         logp = Categorical._log_probs(params)
         if self.hard:
@@ -603,8 +665,7 @@ class RelaxedCategorical(DistributionBase):
         return -(logp.exp() * logp).sum(-1)
 
     def _mean(self, params):
-        if not self.hard:
-            raise _not_defined(self, "mean")
+        # Of the underlying categorical (the relaxed one has no closed form), as in Pixyz.
         probs = params["probs"]
         return probs / probs.sum(-1, keepdim=True)
 
@@ -640,6 +701,10 @@ class Multinomial(DistributionBase):
     params_keys = ("probs",)
     event_ndim = 1
     distribution_torch_class = torch.distributions.Multinomial
+    param_support = {"probs": WEIGHTS}
+
+    def _value_support(self):
+        return counts(self.total_count)
 
     def __init__(
         self,
@@ -664,16 +729,6 @@ class Multinomial(DistributionBase):
 
     def _torch_dist(self, params):
         return torch.distributions.Multinomial(self.total_count, probs=params["probs"], validate_args=False)
-
-    def _check_value(self, params, value):
-        value = super()._check_value(params, value)
-        ok = (value >= 0) & (value == value.round())
-        if not bool(ok.all() and (value.sum(-1) == self.total_count).all()):
-            raise ShapeError(
-                f"{self._owner()}: variable {self._var[0]!r} must hold non-negative integer counts over its "
-                f"last dimension that sum to total_count={self.total_count}"
-            )
-        return value
 
     def _log_prob_value(self, params, value):
         logp = Categorical._log_probs(params)
@@ -716,6 +771,10 @@ class Dirichlet(DistributionBase):
     event_ndim = 1
     has_reparam = True
     distribution_torch_class = torch.distributions.Dirichlet
+    param_support = {"concentration": POSITIVE}
+
+    def _value_support(self):
+        return SIMPLEX
 
     def __init__(
         self,
@@ -754,6 +813,10 @@ class Beta(DistributionBase):
     params_keys = ("concentration1", "concentration0")
     has_reparam = True
     distribution_torch_class = torch.distributions.Beta
+    param_support = {"concentration1": POSITIVE, "concentration0": POSITIVE}
+
+    def _value_support(self):
+        return UNIT_INTERVAL
 
     def __init__(
         self,
@@ -789,6 +852,10 @@ class Laplace(DistributionBase):
     params_keys = ("loc", "scale")
     has_reparam = True
     distribution_torch_class = torch.distributions.Laplace
+    param_support = {"loc": FINITE, "scale": POSITIVE}
+
+    def _value_support(self):
+        return FINITE
 
     def __init__(
         self,
@@ -804,7 +871,7 @@ class Laplace(DistributionBase):
 
     def _log_prob_value(self, params, value):
         loc, scale = params["loc"], params["scale"]
-        return -(value - loc).abs() / scale - (2 * scale).log()
+        return -(value - loc).abs() / scale - scale.log() - _LOG_2
 
     def _draw(self, params, shape, reparam):
         with torch.set_grad_enabled(reparam and torch.is_grad_enabled()):
@@ -815,7 +882,7 @@ class Laplace(DistributionBase):
             return loc - scale * u.sign() * torch.log1p(-u.abs())
 
     def _entropy(self, params):
-        return 1 + (2 * params["scale"]).log()
+        return (1 + _LOG_2) + params["scale"].log()
 
     def _mean(self, params):
         return params["loc"]
@@ -838,6 +905,10 @@ class Gamma(DistributionBase):
     params_keys = ("concentration", "rate")
     has_reparam = True
     distribution_torch_class = torch.distributions.Gamma
+    param_support = {"concentration": POSITIVE, "rate": POSITIVE}
+
+    def _value_support(self):
+        return NONNEGATIVE
 
     def __init__(
         self,

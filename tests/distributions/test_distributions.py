@@ -7,7 +7,7 @@ from torch import nn
 
 from pixyz_like.distributions import Bernoulli, Categorical, Deterministic, EmpiricalDistribution, Normal
 from pixyz_like.distributions.kl import kl_elementwise
-from pixyz_like.errors import NotDefinedError, ShapeError
+from pixyz_like.errors import NotDefinedError, ShapeError, SupportError
 
 
 def _families():
@@ -58,9 +58,9 @@ def test_bernoulli_grey_level_targets_are_negative_bce():
 
 def test_categorical_rejects_non_one_hot():
     c = Categorical(probs=torch.tensor([0.2, 0.3, 0.5]), var=["y"])
-    with pytest.raises(ShapeError, match="one-hot"):
+    with pytest.raises(SupportError, match="one-hot"):
         c.get_log_prob({"y": torch.tensor([[0.2, 0.3, 0.5]])})
-    with pytest.raises(ShapeError, match="one-hot"):
+    with pytest.raises(SupportError, match="one-hot"):
         c.get_log_prob({"y": torch.tensor([[1., 1., 0.]])})
 
 

@@ -1,0 +1,319 @@
+r"""Validation of the parameters and scored values of the parametric families.
+
+Every parametric family declares the domain of each parameter (a Normal ``scale`` is positive and
+finite, Bernoulli ``probs`` lie in :math:`[0, 1]`, Categorical ``probs`` are non-negative weights...)
+and the support of its variable (a Bernoulli value lies in :math:`[0, 1]`, which admits Pixyz's
+grey-level MNIST targets; a Categorical value is one-hot...). While validation is on, the parameters
+are checked each time they are computed (from ``forward()``, a conditioning variable or a constant)
+and a value each time it is scored; a parameter outside its domain raises
+:class:`~pixyz_like.errors.ParameterError` and a value outside the support
+:class:`~pixyz_like.errors.SupportError`, naming the distribution, the parameter or variable, the first
+offending entry and its index. So a NaN in the data or a negative scale stops the step where it
+happens, before it becomes a NaN loss and NaN weights.
+
+Validation is **on by default**, as in :mod:`torch.distributions`. The one switch is
+:class:`set_validation`: ``pixyz_like.set_validation(False)`` turns it off for the process (for speed,
+once a program is known to be correct), and ``with pixyz_like.set_validation(False):`` for a block.
+Inside :func:`torch.compile` the checks are skipped (a data-dependent branch would split the graph).
+
+Cost: every check is a bound on the minimum and maximum of a tensor (a scale's minimum is above 0 and
+its maximum below infinity; NaN fails every bound), so each parameter and value costs one
+``torch.aminmax`` (two or three for the event families: the sums over the last dimension, integer
+counts), and on an accelerator all the extrema of one call are read back in a single host
+synchronisation. Only when a bound fails are the offending entries looked for.
+``benchmarks/bench_validation.py`` measures the cost on the core benchmark.
+
+>>> import torch
+>>> import pixyz_like
+>>> from pixyz_like.distributions import Normal
+>>> p = Normal(loc="y", scale=1.0, var=["x"], cond_var=["y"])
+>>> p.sample({"y": torch.tensor([[0.0, float("nan")]])})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+pixyz_like.errors.ParameterError: p(x|y) (Normal): parameter 'loc' (conditioning variable 'y') must be finite, ...
+>>> with pixyz_like.set_validation(False):
+...     p.sample({"y": torch.tensor([[0.0, float("nan")]])})["x"].isnan().any().item()
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..errors import ParameterError, SupportError
+
+__all__ = ["Constraint", "set_validation", "validation_enabled", "check"]
+
+_ENABLED = [True]  # the process-wide switch (a list so that the functions below can set it)
+
+_Test = Callable[[torch.Tensor], torch.Tensor]
+
+
+class set_validation:
+    """Turn the validation of parameters and values on or off.
+
+    A plain call sets it for the process; used as a context manager, it sets it for the block and
+    restores the previous setting afterwards (like :class:`torch.set_grad_enabled`).
+
+    Args:
+        enabled: ``True`` (the default setting) checks every parameter and scored value; ``False``
+            skips the checks, for speed.
+
+    >>> import pixyz_like
+    >>> with pixyz_like.set_validation(False):
+    ...     pixyz_like.validation_enabled()
+    False
+    >>> pixyz_like.validation_enabled()
+    True
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        if not isinstance(enabled, bool):
+            raise TypeError(f"set_validation(enabled): enabled must be True or False, got {enabled!r}")
+        self._previous = _ENABLED[0]
+        _ENABLED[0] = enabled
+
+    def __enter__(self) -> set_validation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _ENABLED[0] = self._previous
+
+
+def validation_enabled() -> bool:
+    """Whether parameters and scored values are validated (see :class:`set_validation`).
+
+    >>> validation_enabled()
+    True
+    """
+    return _ENABLED[0]
+
+
+class Probe:
+    """One bound test of a constraint: ``lo <= f(t) <= hi`` for every entry of ``f(t)`` (strict where
+    asked), decided from the minimum and maximum of ``f(t)`` alone (a NaN fails every bound).
+
+    Args:
+        what: what ``f(t)`` is, for messages: ``"entry"``, ``"fractional part of entry"`` or
+            ``"sum of the event"`` (an event probe: ``f`` reduces the last dimension).
+        f: the derived tensor (``None``: ``t`` itself).
+        lo, hi: the bounds; ``hi`` may be a function of ``t`` (a tolerance depending on its dtype).
+        strict: ``(lo strict, hi strict)``.
+
+    >>> Probe("entry", None, 0.0, math.inf, (True, True)).holds(0.5, 2.0, torch.zeros(1))
+    True
+    """
+
+    __slots__ = ("what", "f", "lo", "hi", "strict", "event")
+
+    def __init__(self, what: str, f: _Test | None, lo: float, hi: float | Callable[[torch.Tensor], float],
+                 strict: tuple[bool, bool] = (False, False)) -> None:
+        self.what, self.f, self.lo, self.hi, self.strict = what, f, lo, hi, strict
+        self.event = what.startswith("sum")
+
+    def derived(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.detach()
+        return t if self.f is None else self.f(t)
+
+    def holds(self, mn: float, mx: float, t: torch.Tensor) -> bool:
+        lo, hi = self.lo, self.hi
+        if callable(hi):
+            hi = hi(t)
+        strict_lo, strict_hi = self.strict
+        return (mn > lo if strict_lo else mn >= lo) and (mx < hi if strict_hi else mx <= hi)
+
+    def elementwise(self, t: torch.Tensor) -> torch.Tensor:
+        """Where ``f(t)`` is within the bounds (the slow path of an error message)."""
+        d = self.derived(t)
+        hi = self.hi(t) if callable(self.hi) else self.hi
+        lo_ok = d > self.lo if self.strict[0] else d >= self.lo
+        return lo_ok & ((d < hi) if self.strict[1] else (d <= hi))
+
+
+class Constraint:
+    """The domain of a parameter or the support of a value, as bound tests (:class:`Probe`) on the
+    entries and, for event families, on each event's sum over the last dimension.
+
+    Checking a tensor costs one ``aminmax`` per probe; only when a bound fails are the offending
+    entries looked for.
+
+    >>> positive = Constraint("positive", [Probe("entry", None, 0.0, math.inf, (True, False))])
+    >>> positive.violation(torch.tensor([1.0, 2.0])) is None
+    True
+    >>> positive.violation(torch.tensor([1.0, -2.0]))
+    'entry (1,) is -2.0 (1 of 2 entries are not)'
+    """
+
+    __slots__ = ("text", "probes", "single")
+
+    def __init__(self, text: str, probes: Sequence[Probe]) -> None:
+        self.text = text
+        self.probes = tuple(probes)
+        # The usual case, one bound on the entries themselves, gets a fast path in check().
+        only = self.probes[0] if len(self.probes) == 1 else None
+        self.single = only if only is not None and only.f is None and not callable(only.hi) else None
+
+    def violation(self, t: torch.Tensor) -> str | None:
+        """``None`` when ``t`` satisfies the constraint, else where it fails."""
+        extrema = _extrema(t, self)
+        for probe, (mn, mx) in zip(self.probes, _read(extrema, t)):
+            if not probe.holds(mn, mx, t):
+                return self.explain(t, probe)
+        return None
+
+    def explain(self, t: torch.Tensor, probe: Probe) -> str:
+        """Where ``t`` fails ``probe``: the first offending entry (or event), its index and the count."""
+        bad = ~probe.elementwise(t)
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        if probe.event:
+            total = t[idx].sum().item()
+            return (f"the event at {idx} sums to {total!r} over the last dimension ({int(bad.sum())} of "
+                    f"{bad.numel()} events are not)")
+        d = probe.derived(t)[idx].item()
+        shown = f"{t[idx].item()!r}" + ("" if probe.f is None else f" (fractional part {d!r})")
+        return f"entry {idx} is {shown} ({int(bad.sum())} of {t.numel()} entries are not)"
+
+
+def _extrema(t: torch.Tensor, c: Constraint) -> list:
+    """``aminmax`` of each probe's derived tensor (none for an empty tensor; event probes need a dim)."""
+    if t.numel() == 0:
+        return []
+    d = t.detach()
+    if len(c.probes) == 1 and c.probes[0].f is None:  # the usual case: one bound on the entries
+        return [torch.aminmax(d)]
+    return [torch.aminmax(d if p.f is None else p.f(d)) for p in c.probes if d.ndim or not p.event]
+
+
+def _read(extrema: list, t: torch.Tensor) -> list[tuple[float, float]]:
+    """The extrema as Python floats: on an accelerator, in one host synchronisation."""
+    if t.is_cpu:
+        return [(mn.item(), mx.item()) for mn, mx in extrema]
+    flat = torch.stack([m.to(torch.float64) for pair in extrema for m in pair]).tolist()
+    return list(zip(flat[0::2], flat[1::2]))
+
+
+def _simplex_tolerance(t: torch.Tensor) -> float:
+    # Rounding of K entries each within eps/2 of the true value; never tighter than torch's 1e-6.
+    return max(1e-6, 2 * t.shape[-1] * torch.finfo(t.dtype).eps) if t.is_floating_point() else 0.0
+
+
+def _entries(lo: float, hi: float, strict: tuple[bool, bool]) -> Probe:
+    return Probe("entry", None, lo, hi, strict)
+
+
+def _sum(t: torch.Tensor) -> torch.Tensor:
+    return t.sum(-1)
+
+
+_INTEGER = Probe("fractional part of entry", torch.frac, 0.0, 0.0)
+_INF = math.inf
+FINITE = Constraint("finite", [_entries(-_INF, _INF, (True, True))])
+POSITIVE = Constraint("positive and finite", [_entries(0.0, _INF, (True, True))])
+NONNEGATIVE = Constraint("non-negative and finite", [_entries(0.0, _INF, (False, True))])
+UNIT_INTERVAL = Constraint("in [0, 1]", [_entries(0.0, 1.0, (False, False))])
+WEIGHTS = Constraint(
+    "non-negative finite weights over the last dimension, not all zero",
+    [_entries(0.0, _INF, (False, True)), Probe("sum of the event", _sum, 0.0, _INF, (True, False))],
+)
+SIMPLEX = Constraint(
+    "on the simplex (entries in [0, 1] summing to 1 over the last dimension)",
+    [_entries(0.0, 1.0, (False, False)),
+     Probe("sum deviation of the event", lambda t: (t.sum(-1) - 1).abs(), 0.0, _simplex_tolerance)],
+)
+ONE_HOT = Constraint(
+    "one-hot over its last dimension (use torch.nn.functional.one_hot for class indices)",
+    [_entries(0.0, 1.0, (False, False)), _INTEGER, Probe("sum of the event", _sum, 1.0, 1.0)],
+)
+
+
+def counts(total_count: int) -> Constraint:
+    """Non-negative integer counts over the last dimension summing to ``total_count``.
+
+    >>> counts(3).violation(torch.tensor([1.0, 2.0])) is None
+    True
+    >>> counts(3).violation(torch.tensor([1.5, 1.5]))
+    'entry (0,) is 1.5 (fractional part 0.5) (2 of 2 entries are not)'
+    """
+    return Constraint(
+        f"non-negative integer counts over the last dimension summing to total_count={total_count}",
+        [_entries(0.0, _INF, (False, True)), _INTEGER, Probe("sum of the event", _sum, total_count, total_count)],
+    )
+
+
+__all__ += ["Probe", "counts"]
+
+#: one item to check: (its name, the tensor, its constraint); ``describe(name)`` says what it is in an error.
+Item = tuple[str, torch.Tensor, Constraint]
+
+
+def _text(owner: str | Callable[[], str]) -> str:
+    return owner() if callable(owner) else owner
+
+
+def check(
+    owner: str | Callable[[], str],
+    items: Sequence[Item],
+    error: type[Exception] = ParameterError,
+    describe: Callable[[str], str] = str,
+) -> None:
+    """Check each tensor against its constraint; raise ``error`` naming the first that fails.
+
+    All the tests end in one reduction and one host synchronisation; nothing is done while
+    validation is off (see :class:`set_validation`) or inside :func:`torch.compile`. ``owner`` (the
+    distribution, or a function returning its text) and ``describe`` are used only to word an error.
+
+    >>> check("p(x) (Normal)", [("parameter 'scale'", torch.tensor([1.0, -1.0]), POSITIVE)])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.ParameterError: p(x) (Normal): parameter 'scale' must be positive and finite, but entry (1,) ...
+    """
+    if not _ENABLED[0] or torch.compiler.is_compiling():
+        return
+    rest = []
+    for item in items:
+        t, c = item[1], item[2]
+        probe = c.single
+        if probe is None or not t.is_cpu or not t.numel():
+            rest.append(item)
+            continue
+        # On the CPU reading a number back is cheap: one aminmax and two reads per tensor.
+        mn, mx = torch.aminmax(t.detach())
+        if not probe.holds(mn.item(), mx.item(), t):
+            raise error(f"{_text(owner)}: {describe(item[0])} must be {c.text}, but {c.explain(t, probe)}")
+    if rest:
+        _check_all(owner, rest, error, describe)
+
+
+def _check_all(owner: str | Callable[[], str], items: Sequence[Item], error: type[Exception],
+               describe: Callable[[str], str]) -> None:
+    """The general path: every probe of every item, read back in one host synchronisation."""
+    extrema = [_extrema(t, c) for _, t, c in items]
+    flat = [e for es in extrema for e in es]
+    if not flat:
+        return
+    values = iter(_read(flat, items[0][1]))
+    for (name, t, c), es in zip(items, extrema):
+        probes = c.probes if len(es) == len(c.probes) else [p for p in c.probes if not p.event]
+        for probe, _ in zip(probes, es):
+            mn, mx = next(values)
+            if not probe.holds(mn, mx, t):
+                raise error(f"{_text(owner)}: {describe(name)} must be {c.text}, but {c.explain(t, probe)}")
+
+
+def check_value(owner: str | Callable[[], str], var: str, value: torch.Tensor, support: Constraint | None) -> None:
+    """Check a scored value against its family's support; raise :class:`~pixyz_like.errors.SupportError`.
+
+    >>> check_value("p(x) (Bernoulli)", "x", torch.tensor([0.0, 0.5, 1.0]), UNIT_INTERVAL)
+    >>> check_value("p(x) (Bernoulli)", "x", torch.tensor([0.0, 2.0]), UNIT_INTERVAL)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.SupportError: p(x) (Bernoulli): variable 'x' must be in [0, 1], but entry (1,) is 2.0 ...
+    """
+    if support is not None:
+        check(owner, [(var, value, support)], SupportError, lambda v: f"variable {v!r}")
+
+
+__all__ += ["check_value"]
