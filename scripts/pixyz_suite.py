@@ -161,8 +161,8 @@ def run_tests(checkout: Path, work: Path, library: str, timeout: float) -> list[
     # The tests' example runs call ``iter(loader).next()``, which current torch dropped.
     (dest / "conftest.py").write_text(NEXT_PATCH)
     xml = dest / "report.xml"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=short", "-rN", "--continue-on-collection-errors",
-           "--import-mode=importlib", f"--junitxml={xml}", "tests"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=short", "-rN",
+           "--continue-on-collection-errors", "--import-mode=importlib", f"--junitxml={xml}", "tests"]
     try:
         proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, "MPLBACKEND": "Agg"})
@@ -262,6 +262,65 @@ def notebook_paths(checkout: Path, tutorials: bool) -> list[Path]:
     return paths
 
 
+# --------------------------------------------------------------------------- comparison
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+
+
+def _lines(cell: list[dict]) -> list[tuple[str, str]]:
+    """``(kind, line)`` for every line a cell showed (errors and warnings left out)."""
+    out = []
+    for o in cell:
+        if o["kind"] in ("error", "stderr"):
+            continue
+        out += [(o["kind"], ln.rstrip()) for ln in o["text"].splitlines() if ln.strip()]
+    return out
+
+
+def compare(ours: dict, theirs: dict, rel: float) -> list[dict]:
+    """Per notebook: the formulas/texts that differ and the printed numbers that disagree.
+
+    A line is compared as text with its numbers taken out; the numbers of lines that match are
+    compared with the relative tolerance ``rel``. Lines of module reprs (``Network architecture``
+    blocks) are compared as text too.
+    """
+    theirs_by_name = {r["name"]: r for r in theirs.get("notebooks", [])}
+    report = []
+    for r in ours.get("notebooks", []):
+        t = theirs_by_name.get(r["name"])
+        if t is None or r["outcome"] != "passed" or t["outcome"] != "passed":
+            continue
+        texts, numbers, total_lines, total_numbers = [], [], 0, 0
+        for i, (a, b) in enumerate(zip(r["cells"], t["cells"])):
+            la, lb = _lines(a), _lines(b)
+            for (_, x), (_, y) in zip(la, lb):
+                total_lines += 1
+                if _NUMBER.sub("#", x) != _NUMBER.sub("#", y):
+                    texts.append({"cell": i, "ours": x, "pixyz": y})
+                    continue
+                for u, v in zip(_NUMBER.findall(x), _NUMBER.findall(y)):
+                    total_numbers += 1
+                    fu, fv = float(u), float(v)
+                    if abs(fu - fv) > rel * max(abs(fu), abs(fv), 1e-12):
+                        numbers.append({"cell": i, "ours": x, "pixyz": y})
+                        break
+            if len(la) != len(lb):
+                texts.append({"cell": i, "ours": f"{len(la)} lines", "pixyz": f"{len(lb)} lines"})
+        report.append({"name": r["name"], "lines": total_lines, "numbers": total_numbers,
+                       "text_differences": texts, "number_differences": numbers})
+    return report
+
+
+def print_comparison(report: list[dict]) -> None:
+    for r in report:
+        print(f"{r['name']}: {r['lines']} lines compared, {len(r['text_differences'])} differ in text, "
+              f"{len(r['number_differences'])} lines with numbers differing")
+        for d in r["text_differences"][:12]:
+            print(f"    cell {d['cell']}:\n      ours : {d['ours'][:200]}\n      pixyz: {d['pixyz'][:200]}")
+        for d in r["number_differences"][:6]:
+            print(f"    cell {d['cell']} numbers:\n      ours : {d['ours'][:200]}\n      pixyz: {d['pixyz'][:200]}")
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -275,7 +334,7 @@ def _summary(kind: str, results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkout", type=Path, help="a checkout of masa-su/pixyz")
+    parser.add_argument("checkout", type=Path, nargs="?", default=None, help="a checkout of masa-su/pixyz")
     parser.add_argument("--library", default="pixyz_like", choices=["pixyz_like", "pixyz"])
     parser.add_argument("--only", nargs="*", default=None, help="notebook names (stems) to run")
     parser.add_argument("--no-tests", action="store_true")
@@ -288,8 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests-timeout", type=float, default=1800)
     parser.add_argument("--out", type=Path, default=None, help="keep the rewritten programs here")
     parser.add_argument("--json", type=Path, default=None, help="write the report as JSON")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("OURS.json", "PIXYZ.json"), default=None,
+                        help="compare the printed outputs of two earlier runs (no programs are run)")
+    parser.add_argument("--rel", type=float, default=0.01, help="relative tolerance for printed numbers")
     args = parser.parse_args(argv)
+    if args.compare:
+        ours, theirs = (json.loads(p.read_text()) for p in args.compare)
+        print_comparison(compare(ours, theirs, args.rel))
+        return 0
 
+    if args.checkout is None:
+        parser.error("give the path of a Pixyz checkout")
     checkout = args.checkout.resolve()
     if not (checkout / "pixyz").is_dir() or not (checkout / "examples").is_dir():
         parser.error(f"{checkout} is not a checkout of masa-su/pixyz (no pixyz/ and examples/ folders)")
