@@ -341,7 +341,7 @@ class PosteriorMixtureModel(Categorical):
     >>> comps = [Normal(loc=m, scale=1.0, var=["x"], features_shape=[1]) for m in (-1.0, 1.0)]
     >>> post = MixtureModel(comps, Categorical(probs=torch.tensor([0.5, 0.5]), var=["z"])).posterior()
     >>> print(post.prob_joint_factorized_and_text)
-    p(z|x) = \frac{p(x,z)}{p(x)}
+    p(z|x) = \frac{p(z,x)}{p(x)}
     >>> post.sample_mean({"x": torch.tensor([[1.0]])})  # sigmoid(2)
     tensor([[0.1192, 0.8808]])
     """
@@ -358,7 +358,7 @@ class PosteriorMixtureModel(Categorical):
     def prob_factorized_text(self) -> str:
         name = convert_latex_name(self.name)
         x, z = convert_latex_name(self.p.var[0]), convert_latex_name(self.var[0])
-        return f"\\frac{{{name}({x},{z})}}{{{name}({x})}}"
+        return f"\\frac{{{name}({z},{x})}}{{{name}({x})}}"  # the hidden variable first, as Pixyz
 
     @property
     def scoring_var(self) -> list[str]:

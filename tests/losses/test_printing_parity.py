@@ -7,6 +7,7 @@ form reordered, expanded and cancelled terms; REINFORCE prints the objective it 
 """
 
 import pixyz.distributions as pzd
+import pixyz.flows as pzf
 import pixyz.losses as pzl
 import pixyz.models as pzm
 import pytest
@@ -14,15 +15,16 @@ import torch
 from torch import nn, optim
 
 import pixyz_like.distributions as pld
+import pixyz_like.flows as plf
 import pixyz_like.losses as pll
 import pixyz_like.models as plm
 
-LIBS = {"pixyz": (pzd, pzl, pzm), "ours": (pld, pll, plm)}
+LIBS = {"pixyz": (pzd, pzl, pzm, pzf), "ours": (pld, pll, plm, plf)}
 
 
 def world(lib: str) -> dict:
     """The same distributions in one library: networks for q(z|x) and p(x|z) so models can train them."""
-    D, L, M = LIBS[lib]
+    D, L, M, F = LIBS[lib]
 
     class Inference(D.Normal):
         def __init__(self):
@@ -49,7 +51,7 @@ def world(lib: str) -> dict:
             return {"t": self.net(x)}
 
     return {
-        "D": D, "L": L, "M": M,
+        "D": D, "L": L, "M": M, "F": F,
         "q": Inference(), "p": Generator(), "d": Critic(),
         "prior": D.Normal(loc=0., scale=1., var=["z"], features_shape=[2], name="p_{prior}"),
         "prior2": D.Normal(loc=0., scale=1., var=["z"], features_shape=[2], name="p_prior"),
@@ -95,7 +97,32 @@ DISTRIBUTIONS = {
     "marginalize_var named q": lambda w: (w["q"] * w["f"]).marginalize_var("z"),
     "marginalize_var conditioned": lambda w: (w["q1"] * w["alpha"]).marginalize_var("y"),
     "marginalize_var of four": lambda w: (w["p"] * w["prior"] * w["alpha"] * w["q1"]).marginalize_var(["z"]),
+    # other families and composites
+    "Bernoulli": lambda w: w["D"].Bernoulli(probs=torch.tensor([0.5]), var=["x"]),
+    "Categorical": lambda w: w["D"].Categorical(probs=torch.tensor([0.5, 0.5]), var=["y"], name="p_{y}"),
+    "Deterministic": lambda w: w["d"],
+    "EmpiricalDistribution": lambda w: w["D"].EmpiricalDistribution(["x"]),
+    "data times model": lambda w: w["q"] * w["D"].EmpiricalDistribution(["x"]),
+    "ProductOfNormal": lambda w: w["D"].ProductOfNormal([w["p"], w["D"].Normal(loc="h", scale=1., var=["x"],
+                                                                                 cond_var=["h"], name="p_{2}")]),
+    "MixtureModel": lambda w: _mixture(w),
+    "MixtureModel posterior": lambda w: _mixture(w).posterior(),
+    "TransformedDistribution": lambda w: w["D"].TransformedDistribution(_base(w), w["F"].PlanarFlow(2), var=["x"]),
+    "InverseTransformedDistribution": lambda w: w["D"].InverseTransformedDistribution(_base(w), w["F"].PlanarFlow(2),
+                                                                                       var=["x"]),
 }
+
+
+def _mixture(w):
+    D = w["D"]
+    components = [D.Normal(loc=torch.tensor([float(i)]), scale=torch.tensor([1.]), var=["x"], name=f"p_{i}")
+                  for i in range(2)]
+    return D.MixtureModel(distributions=components, prior=D.Categorical(probs=torch.tensor([0.5, 0.5]), var=["z"],
+                                                                        name="prior"))
+
+
+def _base(w):
+    return w["D"].Normal(loc=torch.zeros(2), scale=torch.ones(2), var=["z"], name="p_{0}")
 
 
 @pytest.mark.parametrize("name", DISTRIBUTIONS)
@@ -218,6 +245,15 @@ DELIBERATE = {
     "(a / b) / c": (lambda w: (w["lp"] / kl(w)) / e(w), rf"\frac{{\frac{{\log p(x)}}{{{KL_TEXT}}}}}{{{E_TEXT}}}"),
     # sympy cancelled identical-looking terms (a non-zero KL printed E[0])
     "f - f": (lambda w: w["lp"] - w["lp"], r"\log p(x) - \log p(x)"),
+    # composites print what they compute (Pixyz: p(x|y,z) in set order; the elementwise product as a PoE)
+    "MixtureOfNormal": (lambda w: w["D"].MixtureOfNormal([w["p"], w["D"].Normal(loc="h", scale=1., var=["x"],
+                                                                                 cond_var=["h"], name="p_{2}")]),
+                        r"p(x|z,h) = 0.5p(x|z) + 0.5p_{2}(x|h)"),
+    "ElementWiseProductOfNormal": (lambda w: w["D"].ElementWiseProductOfNormal(w["p"]),
+                                   r"p(x|z) \propto p(x)\prod_{d} p(x|z)_{d}"),
+    # names are converted everywhere (Pixyz left the PoE's prior expert's unconverted: p(x_1))
+    "ProductOfNormal x_1": (lambda w: w["D"].ProductOfNormal([w["q1"]]),
+                            r"p(x_{1}|y,z) \propto p(x_{1})q_{1}(x_{1}|y,z)"),
     # REINFORCE's value is the objective (Pixyz printed its surrogate)
     "REINFORCE": (lambda w: w["L"].REINFORCE(w["q"], w["p"].log_prob()),
                   r"\mathbb{E}^{REINFORCE}_{q(z|x)} \left[\log p(x|z) \right]"),
@@ -227,8 +263,12 @@ DELIBERATE = {
 @pytest.mark.parametrize("name", DELIBERATE)
 def test_deliberate_differences(name):
     build, text = DELIBERATE[name]
-    assert str(build(world("ours"))) == text
-    assert str(build(world("pixyz"))) != text
+
+    def printed(obj):
+        return getattr(obj, "prob_joint_factorized_and_text", None) or str(obj)
+
+    assert printed(build(world("ours"))) == text
+    assert printed(build(world("pixyz"))) != text
 
 
 def test_names_that_pixyz_prints_as_invalid_latex_are_escaped():
