@@ -205,6 +205,10 @@ LOSSES = {
     "detach": lambda w: w["lp"].detach(),
     "mean(a - b)": lambda w: (kl(w) - e(w)).mean(),
     "-mean(ELBO)": lambda w: -w["L"].ELBO(w["p"] * w["prior"], w["q"]).mean(),
+    # losses that print as another one keep its sign: - 2 E[...], not 2 (- E[...])
+    "2 * Entropy MC": lambda w: 2 * w["L"].Entropy(w["prior"], analytical=False),
+    "DataParalleledLoss * 3": lambda w: w["L"].DataParalleledLoss(-w["lp"]) * 3,
+    "ConstantVar * -2": lambda w: w["L"].ConstantVar(-w["lp"], {}) * -2,
     # the model classes
     "VAE": lambda w: w["M"].VAE(w["q"], w["p"], regularizer=kl(w), optimizer_params={"lr": 1e-3}).loss_cls,
     "VAE 2 KL": lambda w: w["M"].VAE(w["q"], w["p"], regularizer=2 * kl(w), optimizer_params={"lr": 1e-3}).loss_cls,
