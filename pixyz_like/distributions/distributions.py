@@ -679,10 +679,16 @@ class DistributionBase(Distribution):
         return self._torch_dist(params).log_prob(value)
 
     def _draw(self, params: dict[str, torch.Tensor], shape: torch.Size, reparam: bool) -> torch.Tensor:
+        # torch's Gamma/Dirichlet samplers have no half-precision kernels: draw in float32 from the
+        # (autocast) half-precision parameters, and return the sample in their dtype.
+        low = next((v.dtype for v in params.values() if v.dtype in (torch.bfloat16, torch.float16)), None)
+        if low is not None:
+            params = {k: v.float() for k, v in params.items()}
         dist = self._torch_dist({k: v.expand(shape[-v.ndim:]) if v.ndim else v for k, v in params.items()})
         n_batch = len(dist.batch_shape) + len(dist.event_shape)
         sample_shape = shape[: len(shape) - n_batch]
-        return dist.rsample(sample_shape) if reparam else dist.sample(sample_shape)
+        sample = dist.rsample(sample_shape) if reparam else dist.sample(sample_shape)
+        return sample if low is None else sample.to(low)
 
     def _entropy(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         try:
@@ -723,10 +729,13 @@ class DistributionBase(Distribution):
 
     def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
         params = self._get_params(x_dict, ctx)
-        value = self._check_value(params, x_dict[self._var[0]])
-        params, value = _promote(params, value)
+        given = self._check_value(params, x_dict[self._var[0]])
+        params, value = _promote(params, given)
         if _validation.validation_enabled():
-            _validation.check_value(self._owner, self._var[0], value, self._value_support())
+            # A floating value is checked in its own dtype (a bfloat16 sample on the simplex sums to 1
+            # within bfloat16's rounding, not float32's); bool and integer values once made floating.
+            checked = given if given.is_floating_point() else value
+            _validation.check_value(self._owner, self._var[0], checked, self._value_support())
         try:
             lp = self._log_prob_value(params, value)
         except RuntimeError as e:
