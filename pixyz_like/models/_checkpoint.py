@@ -271,15 +271,16 @@ def check_layout(state: Any, source: str, require_digest: bool) -> str:
 
 
 # ---------------------------------------------------------------------- entries
-_PLAIN = (bool, int, float, complex, str, type(None))
+_NUMBERS = (bool, int, float, complex, type(None))
 
 
-def _plain(value: Any, depth: int = 0) -> bool:
-    """Tensors, numbers, strings, None, and lists/tuples of them (an optimizer's per-parameter state)."""
-    if isinstance(value, (torch.Tensor, *_PLAIN)):
+def _plain(value: Any, strings: bool, depth: int = 0) -> bool:
+    """Tensors, numbers, None (strings if ``strings``), and lists/tuples of them: what optimizers keep
+    in their parameter groups (strings there, e.g. L-BFGS's line search) and per-parameter state."""
+    if isinstance(value, (torch.Tensor, *_NUMBERS)) or (strings and isinstance(value, str)):
         return True
     if isinstance(value, (list, tuple)) and depth < 4:
-        return all(_plain(v, depth + 1) for v in value)
+        return all(_plain(v, strings, depth + 1) for v in value)
     return False
 
 
@@ -311,7 +312,7 @@ def check_optimizer_state(value: Any, what: str, source: str) -> Mapping[str, An
         params = g.get("params")
         if not isinstance(params, (list, tuple)) or not all(type(p) is int for p in params):
             raise bad(f"group {i}'s 'params' must be a list of parameter indices")
-        if not all(isinstance(k, str) and _plain(v) for k, v in g.items()):
+        if not all(isinstance(k, str) and _plain(v, strings=True) for k, v in g.items()):
             raise bad(f"group {i} holds entries that are not numbers, strings or tensors")
         ids += params
     if len(set(ids)) != len(ids):
@@ -321,7 +322,7 @@ def check_optimizer_state(value: Any, what: str, source: str) -> Mapping[str, An
     for k, v in state.items():
         if k not in ids:
             raise bad(f"'state' has an entry for parameter {k!r}, which is in no parameter group")
-        if not isinstance(v, Mapping) or not all(isinstance(n, str) and _plain(x) for n, x in v.items()):
+        if not isinstance(v, Mapping) or not all(isinstance(n, str) and _plain(x, strings=False) for n, x in v.items()):
             raise bad(f"the state of parameter {k!r} must map names to tensors or numbers")
     return value
 

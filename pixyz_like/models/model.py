@@ -282,8 +282,9 @@ class Model:
             )
         return loss, terms
 
-    def _trained_grads(self) -> list[torch.Tensor]:
-        return [p.grad for p in self.distributions.parameters() if p.grad is not None]
+    def _stepped_grads(self) -> list[torch.Tensor]:
+        """The gradients the optimizer would apply (from its parameter lists: no module traversal)."""
+        return [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
 
     def _clip_gradients(self) -> torch.Tensor | None:
         """Clip as configured; return the gradients' total norm when clipping by norm computed it."""
@@ -301,12 +302,7 @@ class Model:
         One fused reduction (the gradients' total norm, reused from norm clipping when it ran) and
         one host synchronisation per step; the details are gathered only when the check fails.
         """
-        if norm is None:
-            norm = get_total_norm(self._trained_grads())
-        ok = torch.isfinite(norm.detach())
-        if loss is not None:
-            ok = ok & torch.isfinite(loss.detach()).to(ok.device)
-        if bool(ok):
+        if self._all_finite(loss, norm):
             return
         if loss is not None and not bool(torch.isfinite(loss.detach())):
             self.optimizer.zero_grad(set_to_none=True)
@@ -320,6 +316,19 @@ class Model:
             f"{where}: the loss is finite but the gradients of {bad[:8]} are not (NaN or infinite); the optimizer "
             "step was not taken, the parameters and the optimizer's state are unchanged"
         )
+
+    def _all_finite(self, loss: torch.Tensor | None, norm: torch.Tensor | None) -> bool:
+        """Whether the loss and every gradient are finite: one fused norm per gradient (or the clipping's
+        total norm), stacked with the loss into one tensor, read by one ``bool``."""
+        if norm is not None:
+            parts = [norm.detach()]
+        else:
+            grads = self._stepped_grads()
+            same_device = len({g.device for g in grads}) == 1 and not any(g.is_sparse for g in grads)
+            parts = list(torch._foreach_norm(grads)) if same_device else [get_total_norm(grads)]
+        if loss is not None:
+            parts.append(loss.detach().to(parts[0].device) if parts else loss.detach())
+        return not parts or bool(torch.isfinite(torch.stack(parts)).all())
 
     def _non_finite_loss_message(self, where: str, loss: torch.Tensor, x_dict: Mapping[str, Any],
                                  terms: Mapping[str, Any] | None) -> str:

@@ -96,14 +96,14 @@ def _resume_main(max_steps: int, *ckpts_and_outs: str) -> None:
 
 
 # ---------------------------------------------------------------------- kill mid-save
-def _save_forever(ckpt: str) -> None:
+def _save_forever(ckpt: str, size: int = 4_000_000) -> None:
     import io
     import time
 
     from pixyz_like.models.model import atomic_save
 
     atomic_save({"version": 0, "w": torch.zeros(10)}, ckpt)
-    big = torch.randn(4_000_000)
+    big = torch.randn(size)
     atomic_save({"version": 1, "w": big}, ckpt)  # the last good checkpoint
     real_save = torch.save
 
@@ -171,7 +171,7 @@ if __name__ == "__main__":
     if mode == "resume":
         _resume_main(int(sys.argv[2]), *sys.argv[3:])
     elif mode == "save_forever":
-        _save_forever(sys.argv[2])
+        _save_forever(sys.argv[2], *map(int, sys.argv[3:4]))
     elif mode == "ddp":
         _ddp_main(sys.argv[2])
     else:

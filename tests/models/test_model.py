@@ -149,10 +149,10 @@ def test_load_never_unpickles_arbitrary_objects(tmp_path):
 def test_unknown_train_option_is_a_type_error_listing_valid_ones():
     p, q, prior, loss = small_vae()
     model = Model(loss, distributions=[p, q])
-    with pytest.raises(TypeError, match=r"batch_size.*valid options: return_terms"):
-        model.train({"x": torch.rand(4, 6)}, batch_size=128)
-    with pytest.raises(TypeError, match="batch_size"):
-        model.test({"x": torch.rand(4, 6)}, batch_size=128)
+    with pytest.raises(TypeError, match=r"\['colour'\]; valid options: batch_n, return_terms, sample_mean, test_mode"):
+        model.train({"x": torch.rand(4, 6)}, colour="red")
+    with pytest.raises(TypeError, match="colour"):
+        model.test({"x": torch.rand(4, 6)}, colour="red")
 
 
 def test_non_scalar_loss_is_refused_with_advice():
