@@ -5,9 +5,14 @@
 
 Grey levels in [0, 1] are used as Bernoulli targets, as in Pixyz's notebooks. Logs train/test loss and
 each term of the loss to TensorBoard (tensorboardX) under ``--out``, and writes sample and
-reconstruction grids as PNG there.
+reconstruction grids as PNG there; the last lines printed say where everything went.
 
     python examples/vae.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Paths (``--data-dir``, ``--out``) are read from the directory you run it from. To view the logs,
+``pip install "pixyz_like[tensorboard]"`` and ``tensorboard --logdir runs``.
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn, optim
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from pixyz_like.datasets import load_mnist
+from pixyz_like.datasets import DatasetNotFoundError, load_mnist
 from pixyz_like.distributions import Bernoulli, Normal
 from pixyz_like.losses import Expectation as E
 from pixyz_like.losses import KullbackLeibler, LogProb
@@ -90,7 +96,10 @@ def data_loaders(args):
         train = TensorDataset(torch.rand(256, X_DIM, generator=g).round(), torch.zeros(256, dtype=torch.long))
         test = TensorDataset(torch.rand(64, X_DIM, generator=g).round(), torch.zeros(64, dtype=torch.long))
     else:
-        train, test = load_mnist(args.data_dir)
+        if args.data_dir is not None and not os.path.isdir(args.data_dir):
+            raise DatasetNotFoundError(f"--data-dir: no such folder: {os.path.abspath(args.data_dir)}")
+        data_dir = os.path.abspath(args.data_dir) if args.data_dir is not None else None
+        train, test = load_mnist(data_dir)
     g = torch.Generator().manual_seed(args.seed)
     return (DataLoader(train, batch_size=args.batch_size, shuffle=True, generator=g),
             DataLoader(test, batch_size=args.batch_size, shuffle=False))
@@ -108,8 +117,7 @@ def main(argv=None) -> dict:
 
     train_loader, test_loader = data_loaders(args)
     p, q, prior, loss, model = build(args.device, args.lr)
-    print("Loss:", loss)
-    print(model)
+    print(summary(args, model, train_loader, test_loader))
     os.makedirs(args.out, exist_ok=True)
     writer = SummaryWriter(args.out)
     z_fixed = torch.randn(64, Z_DIM, device=args.device)
@@ -152,8 +160,40 @@ def main(argv=None) -> dict:
         save_image(torch.cat([x_fixed.reshape(-1, 1, 28, 28), recon]).cpu(),
                    os.path.join(args.out, f"reconstruction_epoch{epoch}.png"), nrow=8)
     writer.close()
+    print(written(args.out, args.epochs))
     return history
 
 
+def summary(args: argparse.Namespace, model: Model, train_loader: DataLoader, test_loader: DataLoader) -> str:
+    """What runs: the data, the model's distributions and size, the optimizer, and the loss formula (once)."""
+    source = "random smoke data" if args.smoke else "MNIST from " + (
+        os.path.abspath(args.data_dir) if args.data_dir else "torchvision (~/.cache/pixyz_like/data)")
+    n_params = sum(p.numel() for p in model.distributions.parameters())
+    dists = ", ".join(getattr(d, "prob_text", type(d).__name__) for d in model.distributions)
+    group = model.optimizer.param_groups[0]
+    return (f"Data:  {len(train_loader.dataset):,} training / {len(test_loader.dataset):,} test images, {source}\n"
+            f"Model: {dists}; {n_params:,} parameters; {type(model.optimizer).__name__} (lr {group['lr']:g}); "
+            f"{args.epochs} epoch{'s' if args.epochs != 1 else ''} of batch {args.batch_size} on {args.device}\n"
+            f"Loss:  {model.loss_cls}")
+
+
+def written(out: str, epochs: int) -> str:
+    """Where everything went (absolute paths), and the command that shows the logs."""
+    out_dir = Path(out).resolve()
+    logs = sorted(out_dir.glob("events.out.tfevents.*"))
+    def pngs(stem: str) -> str:
+        return f"{stem}_epoch1.png" + (f" ... {stem}_epoch{epochs}.png" if epochs > 1 else "")
+
+    return (f"Wrote to {out_dir}:\n"
+            f"  TensorBoard log  {logs[-1].name if logs else '(none)'}  "
+            f"(view it: tensorboard --logdir {out_dir}; pip install \"pixyz_like[tensorboard]\")\n"
+            f"  samples          {pngs('samples')} (64 digits from z ~ p(z), one grid per epoch)\n"
+            f"  reconstructions  {pngs('reconstruction')} (top half: test digits, bottom half: "
+            "their reconstructions)")
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DatasetNotFoundError as e:  # a user's mistake (no data, offline): the message, not a traceback
+        sys.exit(f"examples/vae.py: {e}")

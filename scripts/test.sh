@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
 # Install everything the tests need (cached outside the clone, keyed by the dependency list) and run
-# the whole test suite: lint, unit tests and doctests.
+# lint and the whole test suite (unit tests and doctests). Extra arguments go to pytest; paths among
+# them (read from the directory you call the script from) replace the whole suite:
+#   bash scripts/test.sh                  # everything, as CI runs it
+#   bash scripts/test.sh -x -k kl         # the whole suite, pytest options added
+#   bash scripts/test.sh tests/losses     # ruff, then only tests/losses
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source .ci/env.sh
-ruff check pixyz_like tests examples benchmarks
-python -m pytest -q pixyz_like tests "$@"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+args=()
+paths=0
+for a in "$@"; do
+    # pytest runs from the clone's root: a relative path of the caller's (tests/x.py::name) goes absolute.
+    if [[ "$a" != -* && -e "${a%%::*}" ]]; then
+        [[ "$a" != /* ]] && a="$PWD/$a"
+        paths=1
+    fi
+    args+=("$a")
+done
+# shellcheck source=../.ci/env.sh
+source "$root/.ci/env.sh"
+cd "$root"
+ruff check pixyz_like tests examples benchmarks scripts
+if [ "$paths" = 1 ]; then
+    python -m pytest -q "${args[@]}"
+else
+    python -m pytest -q pixyz_like tests "${args[@]}"
+fi
