@@ -86,7 +86,8 @@ __all__ += ["AutoregressiveDistribution", "AutoregressiveBernoulli", "Autoregres
 from .layers import IndependentBernoulli, IndependentCategorical, IndependentNormal  # noqa: E402
 from .torch_wrap import ModuleDeterministic, TorchDistribution, from_module, from_torch, to_torch  # noqa: E402
 from .traces import ImportanceSamples, Trace, generate, importance_sample, simulate  # noqa: E402
+from .vq import VectorQuantizer  # noqa: E402
 
 __all__ += ["TorchDistribution", "ModuleDeterministic", "from_torch", "from_module", "to_torch",
             "IndependentBernoulli", "IndependentNormal", "IndependentCategorical",
-            "Trace", "ImportanceSamples", "simulate", "generate", "importance_sample"]
+            "Trace", "ImportanceSamples", "simulate", "generate", "importance_sample", "VectorQuantizer"]

@@ -82,3 +82,8 @@ __all__ += [
 from .schedules import Schedule, constant, linear_warmup, sigmoid_warmup  # noqa: E402
 
 __all__ += ["Schedule", "constant", "linear_warmup", "sigmoid_warmup"]
+
+# VQ-VAE's codebook and commitment terms, GECO's constrained objective and the InfoNCE bound.
+from .vq import CodebookLoss, CommitmentLoss  # noqa: E402
+
+__all__ += ["CodebookLoss", "CommitmentLoss"]
