@@ -84,6 +84,7 @@ from .schedules import Schedule, constant, linear_warmup, sigmoid_warmup  # noqa
 __all__ += ["Schedule", "constant", "linear_warmup", "sigmoid_warmup"]
 
 # VQ-VAE's codebook and commitment terms, GECO's constrained objective and the InfoNCE bound.
+from .geco import GECO, LagrangeMultiplier  # noqa: E402
 from .vq import CodebookLoss, CommitmentLoss  # noqa: E402
 
-__all__ += ["CodebookLoss", "CommitmentLoss"]
+__all__ += ["CodebookLoss", "CommitmentLoss", "GECO", "LagrangeMultiplier"]
