@@ -118,11 +118,12 @@ class VariableMismatchError(PixyzLikeError, ValueError):
 
     >>> from pixyz_like.distributions import Normal
     >>> from pixyz_like.losses import KullbackLeibler
-    >>> pz, px = Normal(loc=0., scale=1., var=["z"]), Normal(loc=0., scale=1., var=["x"])
-    >>> KullbackLeibler(pz, px)  # doctest: +ELLIPSIS
+    >>> pz = Normal(loc=0., scale=1., var=["z"])
+    >>> pxy = Normal(loc=0., scale=1., var=["x"]) * Normal(loc=0., scale=1., var=["y"])
+    >>> KullbackLeibler(pz, pxy)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    pixyz_like.errors.VariableMismatchError: KullbackLeibler: p(z) is over ['z'] but p(x) is over ['x']; ...
+    pixyz_like.errors.VariableMismatchError: KullbackLeibler: p(z) is over ['z'] but p(x,y) is over ['x', 'y']; ...
     """
 
 
