@@ -8,6 +8,8 @@
 #   PIXYZ_LIKE_SYSTEM_SITE_PACKAGES=1    let the environment see that interpreter's packages, so a
 #                                        torch + torchvision already installed there are reused
 #   PIXYZ_LIKE_ENV_CACHE=DIR             where environments live (default: ~/.cache/pixyz_like)
+#   PIXYZ_LIKE_ENV_REUSE_ONLY=1          never build: stop with status 3 when the environment is not
+#                                        built yet (the tests of these scripts use it)
 set -euo pipefail
 _pl_say() { echo "[pixyz_like env] $*" >&2; }
 _pl_fail() { _pl_say "error: $*"; return 1 2>/dev/null || exit 1; }
@@ -33,6 +35,11 @@ PY
 )"
 cache="${PIXYZ_LIKE_ENV_CACHE:-$HOME/.cache/pixyz_like}"
 venv="$cache/venv-$key"
+if [ ! -f "$venv/.complete" ] && [ "${PIXYZ_LIKE_ENV_REUSE_ONLY:-0}" = 1 ]; then
+    _pl_say "no environment built at $venv, and PIXYZ_LIKE_ENV_REUSE_ONLY=1 forbids building one"
+    unset -f _pl_say _pl_fail
+    return 3 2>/dev/null || exit 3
+fi
 if [ ! -f "$venv/.complete" ]; then
     _pl_say "building $venv (first run only)."
     _pl_say "With PyPI's torch (a CUDA build) this downloads about 3 GB and takes about 5 minutes;"
