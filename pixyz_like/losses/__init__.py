@@ -86,6 +86,7 @@ __all__ += ["Schedule", "constant", "linear_warmup", "sigmoid_warmup"]
 # VQ-VAE's codebook and commitment terms, GECO's constrained objective and the InfoNCE bound.
 from .geco import GECO, LagrangeMultiplier  # noqa: E402
 from .infonce import InfoNCE  # noqa: E402
+from .schedules import sigmoid_annealing  # noqa: E402
 from .vq import CodebookLoss, CommitmentLoss  # noqa: E402
 
-__all__ += ["CodebookLoss", "CommitmentLoss", "GECO", "LagrangeMultiplier", "InfoNCE"]
+__all__ += ["CodebookLoss", "CommitmentLoss", "GECO", "LagrangeMultiplier", "InfoNCE", "sigmoid_annealing"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["Schedule", "constant", "linear_warmup", "sigmoid_warmup"]
+__all__ = ["Schedule", "constant", "linear_warmup", "sigmoid_warmup", "sigmoid_annealing"]
 
 
 def _check(owner: str, steps: int, delay: int) -> None:
@@ -100,6 +100,8 @@ class sigmoid_warmup(Schedule):
     so the value is exactly ``start`` at :math:`t \le d`, exactly ``end`` at :math:`t \ge d + T`,
     and ``sharpness`` :math:`k` sets how steep the middle is (the logistic KL annealing of Bowman et
     al., "Generating Sentences from a Continuous Space", CoNLL 2016, rescaled to hit its end points).
+    It is not PopGen's schedule, which rises fastest at the start and only approaches its end:
+    that one is :class:`sigmoid_annealing`.
 
     >>> s = sigmoid_warmup(0.0, 1.0, steps=100)
     >>> s(0), round(s(50), 6), s(100)
@@ -129,4 +131,31 @@ class sigmoid_warmup(Schedule):
         frac = (sig(k * (u - 0.5)) - lo) / (hi - lo)
         # Clamp rounding so that the end points are exact.
         frac = 0.0 if u <= 0.0 else 1.0 if u >= 1.0 else frac
+        return self.start + (self.end - self.start) * frac
+
+
+class sigmoid_annealing(Schedule):
+    r"""PopGen's sigmoid annealing: :math:`v(t) = a + (b - a)\,\bigl(2\sigma(r t) - 1\bigr)`.
+
+    With :math:`a` = ``start``, :math:`b` = ``end`` and :math:`r` = ``rate``. It starts at ``start``,
+    rises fastest at :math:`t = 0` (the upper half of a logistic curve, :math:`\tanh(r t / 2)`) and
+    approaches ``end`` without reaching it: :math:`v = a + 0.76 (b - a)` at :math:`t = 2/r`,
+    :math:`a + 0.96 (b - a)` at :math:`t = 4/r`. The default ``rate=1e-4`` is PopGen's
+    (``popgen.utils.sigmoid_annealing``, "converges in ~50k gradient updates"). For an S-shaped
+    warm-up that reaches ``end`` after a given number of steps, use :class:`sigmoid_warmup`.
+
+    >>> s = sigmoid_annealing()
+    >>> s(0), round(s(20000), 4), round(s(50000), 4)
+    (0.0, 0.7616, 0.9866)
+    >>> sigmoid_annealing(rate=1e-3, start=1.0, end=0.0)(0)
+    1.0
+    """
+
+    def __init__(self, rate: float = 1e-4, start: float = 0.0, end: float = 1.0) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0 or not math.isfinite(rate):
+            raise ValueError(f"sigmoid_annealing: rate must be a positive number, got {rate!r}")
+        self.rate, self.start, self.end = float(rate), float(start), float(end)
+
+    def __call__(self, step: int) -> float:
+        frac = math.tanh(0.5 * self.rate * max(step, 0))  # = 2 sigmoid(rate * step) - 1
         return self.start + (self.end - self.start) * frac
