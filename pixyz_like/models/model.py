@@ -73,12 +73,6 @@ def _non_finite_entries(tensors: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename it over ``path`` (see
-    :func:`pixyz_like.models._checkpoint.atomic_save`)."""
-    ckpt.atomic_save(obj, path)
-
-
 class Model:
     r"""Trains a loss with respect to the parameters of the given distributions.
 
@@ -196,7 +190,7 @@ class Model:
                     "training will not change it (if the loss reaches it some other way, register it as a "
                     "submodule of a distribution the loss uses)",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=3,
                 )
 
     # ------------------------------------------------------------------ text
@@ -595,7 +589,10 @@ class Model:
         Raises:
             MissingVariableError: a batch lacks a variable the loss needs (the message names it).
             NonFiniteLossError: the loss became NaN/inf; the message names the step and the term.
-            CheckpointError: ``resume`` is not a ``fit`` checkpoint of this model.
+            NonFiniteGradientError: a gradient became NaN/inf (the step is not taken either).
+            CheckpointError: ``resume`` is unreadable, corrupted, or not a ``fit`` checkpoint of
+                this model.
+            OptionError: a count that means nothing (``max_steps=-1``, ``accumulate=0``...).
 
         A subclass with its own ``train`` (e.g. a GAN stepping a critic) is trained through that
         ``train``; ``accumulate``, ``amp`` and ``compile`` then do not apply. Under ``torchrun`` see

@@ -100,7 +100,7 @@ def _save_forever(ckpt: str, size: int = 4_000_000) -> None:
     import io
     import time
 
-    from pixyz_like.models.model import atomic_save
+    from pixyz_like.models._checkpoint import atomic_save
 
     atomic_save({"version": 0, "w": torch.zeros(10)}, ckpt)
     big = torch.randn(size)
