@@ -31,6 +31,7 @@ class CodebookUsage(Callback):
 
     ``history`` keeps ``(step, perplexity)`` of every step.
 
+    >>> import torch
     >>> from pixyz_like.distributions import VectorQuantizer
     >>> vq = VectorQuantizer(4, 1)
     >>> vq.codebook.data = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
