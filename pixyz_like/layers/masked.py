@@ -284,8 +284,8 @@ class CausalConv1d(nn.Conv1d):
     input shifted right by one, for the first layer of an autoregressive network).
 
     ``step(x_t, cache)`` computes output ``t`` alone from the layer's input at ``t`` — for type A the
-    previous element, zeros at ``t = 0`` — and a ring buffer of its last ``(k-1)d + 1`` inputs kept in
-    ``cache``: each step costs the same however long the sequence is (Paine et al., 2016).
+    previous element, zeros at ``t = 0`` — and its last ``(k-1)d`` inputs, kept in ``cache``: each
+    step costs the same however long the sequence is (Paine et al., 2016).
 
     >>> conv = CausalConv1d(2, 3, kernel_size=2, dilation=2)
     >>> x = torch.randn(4, 2, 10)
@@ -315,23 +315,16 @@ class CausalConv1d(nn.Conv1d):
         if x_t.ndim != 3 or x_t.shape[-1] != 1 or x_t.shape[1] != self.in_channels:
             raise ShapeError(f"{type(self).__name__}.step: expects one step (batch, {self.in_channels}, 1), "
                              f"got {tuple(x_t.shape)}")
-        size = self.history + 1
         entry = cache.get(self)
         if entry is None:  # zeros stand for the left padding
-            buffer, t = x_t.new_zeros(x_t.shape[0], self.in_channels, size), 0
+            past, t = x_t.new_zeros(x_t.shape[0], self.in_channels, self.history), 0
         else:
-            buffer, t = entry
-        if buffer.requires_grad or x_t.requires_grad:  # keep autograd's saved tensors intact
-            buffer = buffer.clone()
-        buffer[:, :, t % size] = x_t[:, :, 0]
-        k, d = self.kernel_size[0], self.dilation[0]
-        # weight[:, :, m] multiplies the input m - (k-1) taps of d back from the current one.
-        idx = torch.tensor([(t - (k - 1 - m) * d) % size for m in range(k)], device=x_t.device)
-        taps = buffer.index_select(2, idx)
-        out = torch.einsum("nck,ock->no", taps, self.weight)
-        if self.bias is not None:
-            out = out + self.bias
-        cache.put(self, buffer, t + 1)
+            past, t = entry
+        window = torch.cat([past, x_t], dim=-1)  # the last (k-1)d + 1 inputs, oldest first
+        d = self.dilation[0]
+        taps = window[:, :, ::d] if d > 1 else window  # the k inputs the kernel reads, oldest first
+        out = F.linear(taps.reshape(x_t.shape[0], -1), self.weight.reshape(self.out_channels, -1), self.bias)
+        cache.put(self, window[:, :, 1:], t + 1)
         return out.unsqueeze(-1)
 
 
