@@ -10,7 +10,8 @@ gives NaN gradients where a sigmoid saturates).
     python benchmarks/bench_validation.py [--quick]
 
 As in bench_core, each variant is timed once per round in a shuffled order; a ratio is the median
-over rounds of the ratio within a round (quartiles in brackets).
+over rounds of the ratio within a round (quartiles in brackets). Times are the process's CPU time
+(``time.process_time``), which other processes on a shared machine disturb less than wall time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import copy
 import random
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -35,13 +37,26 @@ from pixyz_like.distributions.families import _bernoulli_lerp, _BernoulliLogLike
 from pixyz_like.models import Model  # noqa: E402
 
 
+def cpu_timeit(fn, blocks: int, per_block: int, warmup: int = 5) -> float:
+    """Median over blocks of the mean CPU time per call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(blocks):
+        t0 = time.process_time()
+        for _ in range(per_block):
+            fn()
+        times.append((time.process_time() - t0) / per_block)
+    return statistics.median(times)
+
+
 def paired(fns: dict, base: str, rounds: int, **timeit_kw) -> tuple[dict, dict]:
     """Median time of each function, and the median (and quartiles) of its per-round ratio to ``base``."""
     order = list(fns)
     per_round = []
     for _ in range(rounds):
         random.shuffle(order)
-        per_round.append({k: bench_core.timeit(fns[k], **timeit_kw) for k in order})
+        per_round.append({k: cpu_timeit(fns[k], **timeit_kw) for k in order})
     times = {k: statistics.median(r[k] for r in per_round) for k in fns}
     ratios = {}
     for k in fns:

@@ -158,16 +158,22 @@ class Constraint:
 
     def violation(self, t: torch.Tensor) -> str | None:
         """``None`` when ``t`` satisfies the constraint, else where it fails."""
-        extrema = _extrema(t, self)
-        for probe, (mn, mx) in zip(self.probes, _read(extrema, t)):
+        probes = _probes_for(t, self)
+        for probe, (mn, mx) in zip(probes, _read([torch.aminmax(p.derived(t)) for p in probes], t.device.type)):
             if not probe.holds(mn, mx, t):
-                return self.explain(t, probe)
+                found = self.explain(t, probe)
+                if found is not None:
+                    return found
         return None
 
-    def explain(self, t: torch.Tensor, probe: Probe) -> str:
-        """Where ``t`` fails ``probe``: the first offending entry (or event), its index and the count."""
+    def explain(self, t: torch.Tensor, probe: Probe) -> str | None:
+        """Where ``t`` fails ``probe``: the first offending entry (or event), its index and the count
+        (``None`` if no entry fails after all)."""
         bad = ~probe.elementwise(t)
-        idx = tuple(int(i) for i in bad.nonzero()[0])
+        hits = bad.nonzero()
+        if not len(hits):
+            return None
+        idx = tuple(int(i) for i in hits[0])
         if probe.event:
             total = t[idx].sum().item()
             return (f"the event at {idx} sums to {total!r} over the last dimension ({int(bad.sum())} of "
@@ -177,21 +183,19 @@ class Constraint:
         return f"entry {idx} is {shown} ({int(bad.sum())} of {t.numel()} entries are not)"
 
 
-def _extrema(t: torch.Tensor, c: Constraint) -> list:
-    """``aminmax`` of each probe's derived tensor (none for an empty tensor; event probes need a dim)."""
+def _probes_for(t: torch.Tensor, c: Constraint) -> tuple[Probe, ...]:
+    """The probes that apply to ``t``: none for an empty tensor, no event probe for a 0-dim one."""
     if t.numel() == 0:
-        return []
-    d = t.detach()
-    if len(c.probes) == 1 and c.probes[0].f is None:  # the usual case: one bound on the entries
-        return [torch.aminmax(d)]
-    return [torch.aminmax(d if p.f is None else p.f(d)) for p in c.probes if d.ndim or not p.event]
+        return ()
+    return c.probes if t.ndim else tuple(p for p in c.probes if not p.event)
 
 
-def _read(extrema: list, t: torch.Tensor) -> list[tuple[float, float]]:
+def _read(extrema: list, device_type: str) -> list[tuple[float, float]]:
     """The extrema as Python floats: on an accelerator, in one host synchronisation."""
-    if t.is_cpu:
+    if device_type == "cpu":
         return [(mn.item(), mx.item()) for mn, mx in extrema]
-    flat = torch.stack([m.to(torch.float64) for pair in extrema for m in pair]).tolist()
+    wide = torch.float32 if device_type == "mps" else torch.float64  # exact for every float dtype there
+    flat = torch.stack([m.to(wide) for pair in extrema for m in pair]).tolist()
     return list(zip(flat[0::2], flat[1::2]))
 
 
@@ -282,7 +286,7 @@ def check(
         # On the CPU reading a number back is cheap: one aminmax and two reads per tensor.
         mn, mx = torch.aminmax(t.detach())
         if not probe.holds(mn.item(), mx.item(), t):
-            raise error(f"{_text(owner)}: {describe(item[0])} must be {c.text}, but {c.explain(t, probe)}")
+            _fail(owner, error, describe(item[0]), c, t, probe)
     if rest:
         _check_all(owner, rest, error, describe)
 
@@ -290,17 +294,20 @@ def check(
 def _check_all(owner: str | Callable[[], str], items: Sequence[Item], error: type[Exception],
                describe: Callable[[str], str]) -> None:
     """The general path: every probe of every item, read back in one host synchronisation."""
-    extrema = [_extrema(t, c) for _, t, c in items]
-    flat = [e for es in extrema for e in es]
-    if not flat:
+    pending = [(name, t, c, p) for name, t, c in items for p in _probes_for(t, c)]
+    if not pending:
         return
-    values = iter(_read(flat, items[0][1]))
-    for (name, t, c), es in zip(items, extrema):
-        probes = c.probes if len(es) == len(c.probes) else [p for p in c.probes if not p.event]
-        for probe, _ in zip(probes, es):
-            mn, mx = next(values)
-            if not probe.holds(mn, mx, t):
-                raise error(f"{_text(owner)}: {describe(name)} must be {c.text}, but {c.explain(t, probe)}")
+    values = _read([torch.aminmax(p.derived(t)) for _, t, _, p in pending], items[0][1].device.type)
+    for (name, t, c, probe), (mn, mx) in zip(pending, values):
+        if not probe.holds(mn, mx, t):
+            _fail(owner, error, describe(name), c, t, probe)
+
+
+def _fail(owner: str | Callable[[], str], error: type[Exception], what: str, c: Constraint, t: torch.Tensor,
+          probe: Probe) -> None:
+    found = c.explain(t, probe)
+    if found is not None:  # (a bound that failed only through rounding of the extrema raises nothing)
+        raise error(f"{_text(owner)}: {what} must be {c.text}, but {found}")
 
 
 def check_value(owner: str | Callable[[], str], var: str, value: torch.Tensor, support: Constraint | None) -> None:

@@ -328,3 +328,37 @@ def test_one_host_read_per_parameter_on_the_cpu_path(monkeypatch):
     case = CASES[0]  # Normal: loc and scale, and the value
     case.dist().get_log_prob({"x": case.value, **case.inputs()})
     assert calls == [torch.Size([2, 3])] * 3
+
+
+def test_the_accelerator_path_reads_every_extremum_in_one_transfer():
+    """On an accelerator all the extrema of a call are stacked and read back once (exercised here on
+    CPU tensors); the values are the same as the CPU path's."""
+    from pixyz_like.distributions import _validation as V
+
+    tensors = [torch.tensor([[1.0, -2.0]]), torch.tensor([3.0, 4.0], dtype=torch.float64),
+               torch.tensor([0.5], dtype=torch.bfloat16)]
+    extrema = [torch.aminmax(t) for t in tensors]
+    assert V._read(extrema, "cuda") == V._read(extrema, "cpu") == [(-2.0, 1.0), (3.0, 4.0), (0.5, 0.5)]
+
+
+def test_event_constraints_on_the_general_path_name_the_event():
+    from pixyz_like.distributions import _validation as V
+
+    weights = torch.tensor([[0.2, 0.8], [0.0, 0.0]])
+    assert V.WEIGHTS.violation(weights[:1]) is None
+    assert V.WEIGHTS.violation(weights).startswith("the event at (1,) sums to 0.0")
+    assert V.WEIGHTS.violation(torch.tensor(0.5)) is None  # a 0-dim tensor has no event to sum
+    with pytest.raises(SupportError, match=r"variable 'y' must be one-hot.*event at \(0,\) sums to 2\.0"):
+        V.check_value("p(y) (Categorical)", "y", torch.tensor([[1.0, 1.0]]), V.ONE_HOT)
+
+
+def test_validation_does_not_split_a_compiled_graph():
+    """Inside torch.compile the checks are skipped: scoring traces as one graph."""
+    p = Normal(loc="y", scale=1.0, var=["x"], cond_var=["y"])
+    b = Bernoulli(probs="pi", var=["x"], cond_var=["pi"])
+
+    def f(x, y, pi):
+        return p.get_log_prob({"x": x, "y": y}) + b.get_log_prob({"x": torch.sigmoid(x), "pi": pi})
+
+    explained = torch._dynamo.explain(f)(torch.zeros(3, 2), torch.zeros(3, 2), torch.full((3, 2), 0.5))
+    assert explained.graph_break_count == 0, explained.break_reasons
