@@ -195,6 +195,8 @@ def test_batch_n_contradicting_the_data_is_refused():
         e.eval({"x": torch.zeros(4, 1)}, batch_n=3)
     with pytest.raises(TypeError, match="batch_size"):  # a formula with no batch_n option still refuses it
         q.log_prob().eval({"x": torch.zeros(4, 1), "z": torch.zeros(4, 1)}, batch_size=4)
+    with pytest.raises(TypeError, match="batch_size"):  # so does one with inputs: they give the batch
+        e.eval({"x": torch.zeros(4, 1)}, batch_size=4)
 
 
 def test_eval_test_mode_evaluates_networks_in_eval_mode_and_restores_them():

@@ -243,17 +243,31 @@ class Loss(nn.Module):
             out.append(self._term_values(term_list, ctx))
         return value if len(out) == 1 else tuple(out)
 
+    def eval_options(self) -> frozenset[str]:
+        """Every keyword option :meth:`eval` accepts for this formula (``Model`` checks against it once).
+
+        >>> from pixyz_like.distributions import Normal
+        >>> q = Normal(loc=0., scale=1., var=["z"], features_shape=[1])
+        >>> sorted(Expectation(q, q.log_prob()).eval_options())
+        ['batch_n', 'batch_size', 'return_all', 'return_dict', 'return_terms', 'sample_mean', 'test_mode']
+        """
+        valid = self._valid_options() | {"test_mode", "return_dict", "return_all", "return_terms"}
+        if "batch_n" in valid and not self._input_var:
+            valid.add("batch_size")
+        return frozenset(valid)
+
     def _checked_options(self, options: dict[str, Any], x_dict: Mapping[str, Any]) -> dict[str, Any]:
         """The evaluation options, checked: unknown ones raise, ``batch_size`` reads as ``batch_n``.
 
-        Every loss takes ``test_mode`` (evaluate with the networks in ``eval()`` mode). ``batch_size``
-        is read as ``batch_n`` where the formula takes ``batch_n`` (Pixyz accepted and ignored it, so
-        ``model.train(batch_size=128)`` drew one sample); a ``batch_n`` that contradicts the batch of
-        the inputs is a ``ShapeError``, never ignored.
+        Every loss takes ``test_mode`` (evaluate with the networks in ``eval()`` mode). A formula that
+        takes no inputs at all (variational inference with a global posterior) reads ``batch_size`` as
+        ``batch_n``, the number of samples: Pixyz accepted and ignored it there, so
+        ``model.train(batch_size=128)`` drew one sample. Anywhere else ``batch_size`` is an unknown
+        option and raises. A ``batch_n`` that contradicts the batch of the inputs is a ``ShapeError``.
         """
         valid = self._valid_options() | {"test_mode"}
         options = dict(options)
-        if "batch_size" in options and "batch_n" in valid and "batch_n" not in options:
+        if "batch_size" in options and "batch_n" in valid and "batch_n" not in options and not self._input_var:
             options["batch_n"] = options.pop("batch_size")
         check_options(f"{type(self).__name__}.eval()", options, valid)
         n = options.get("batch_n")
