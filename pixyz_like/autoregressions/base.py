@@ -26,12 +26,18 @@ from typing import Any
 
 import torch
 
+from ..distributions._validation import validation_enabled
 from ..distributions.distributions import _SAMPLE_OPTIONS, _SHAPE_ERROR, Distribution, _shapes
 from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError
 from ..layers.masked import StepCache
 from ..utils import check_options, infer_batch_n, repeat_batch
 
 __all__ = ["AutoregressiveDistribution"]
+
+
+def _validating() -> bool:
+    """Whether values and parameters are checked now (``pixyz_like.set_validation``; never when compiling)."""
+    return validation_enabled() and not torch.compiler.is_compiling()
 
 
 def _subscript(latex: str, sub: str) -> str:
@@ -244,6 +250,13 @@ class AutoregressiveDistribution(Distribution):
                     f"{self.distribution_name} with features_shape {tuple(self._features_shape)} expects "
                     f"{expected[key]} for a batch of {n}"
                 )
+        if _validating():
+            for key, value in params.items():
+                nan = torch.isnan(value.detach())
+                if bool(nan.any()):
+                    first = tuple(int(i) for i in torch.nonzero(nan)[0])
+                    raise ParameterError(f"{self._owner()}: {what}() returned {key} with NaN entries, the first at "
+                                         f"index {first}")
 
     def _params(self, flat: dict[str, Any], n: int, ctx: Any = None, key: tuple = ()) -> dict[str, torch.Tensor]:
         if ctx is not None:

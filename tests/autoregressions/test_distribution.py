@@ -315,3 +315,29 @@ def test_mixture_split_output_checks_its_input():
     params = p.split_output(torch.zeros(1, 30, 2, 3) - 100)
     assert params["log_scale"].min() == -7 and params["coeffs"].abs().max() <= 1
     assert random_levels((2,), 4).shape == (2,)
+
+
+class NaNLogits(AutoregressiveBernoulli):
+    def __init__(self):
+        super().__init__(var=["x"], features_shape=[1, 3])
+
+    def forward(self, x):
+        logits = torch.zeros_like(x)
+        logits[:, 0, 1] = float("nan")
+        return {"logits": logits}
+
+
+def test_validation_refuses_nan_parameters_and_can_be_switched_off():
+    from pixyz_like.distributions import set_validation
+
+    x = torch.zeros(2, 1, 3)
+    with pytest.raises(ParameterError, match=r"logits with NaN entries, the first at index \(0, 0, 1\)"):
+        NaNLogits().get_log_prob({"x": x})
+    p = BernoulliImage(cond=False)
+    half = torch.full((1, 1, 3, 4), 0.5)
+    with set_validation(False):
+        assert NaNLogits().get_log_prob({"x": x}).isnan().all()
+        assert torch.isfinite(p.get_log_prob({"x": half})).all()  # not checked: the formula's value
+        assert CategoricalRGB().get_log_prob({"x": torch.full((1, 3, 2, 3), 0.4)}).shape == (1,)
+    with pytest.raises(SupportError):
+        p.get_log_prob({"x": half})
