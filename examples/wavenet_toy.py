@@ -8,8 +8,9 @@ and amplitudes, quantised to K levels. f is a stack of dilated causal convolutio
 activations (pixyz_like.layers.WaveNet), conditioned on y. The distribution defines
 ``forward_step``, so generation runs one cheap step per time step with a StepCache (Paine et al.,
 2016, "Fast WaveNet") instead of one full pass over the prefix per time step; the script checks that
-both give the same samples from the same noise and prints both timings. Figures: generated waveforms
-per class beside data (PNG and TensorBoard).
+both give the same samples from the same noise and prints both timings (the tests check the equality
+in float64; in float32 a draw within rounding of a category boundary could in principle differ).
+Figures: generated waveforms per class beside data (PNG and TensorBoard).
 
     python examples/wavenet_toy.py --epochs 10
 """
