@@ -12,9 +12,8 @@ from torch import nn
 
 from pixyz_like.distributions import Deterministic, Normal, VectorQuantizer
 from pixyz_like.errors import NotDefinedError, ParameterError, ShapeError
-from pixyz_like.losses import CodebookLoss, CommitmentLoss
+from pixyz_like.losses import CodebookLoss, CommitmentLoss, LogProb
 from pixyz_like.losses import Expectation as E
-from pixyz_like.losses import LogProb
 from pixyz_like.models import Model
 
 
