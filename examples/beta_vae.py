@@ -8,6 +8,8 @@ The test loss is the negative ELBO (beta = 1), comparable across epochs and with
 reconstruction and the KL terms are logged. 784-512-512-64 networks, grey levels as Bernoulli targets.
 
     python examples/beta_vae.py --epochs 10 --beta 4 --warmup-epochs 3 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ y is one-hot; f is a 784-512-512-10 MLP (Pixyz's classifier notebook). The test 
 and a PNG shows test digits with their predicted classes.
 
     python examples/classifier.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

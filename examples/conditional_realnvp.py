@@ -10,6 +10,8 @@ class (one column per digit); the test log-likelihood of each image under every 
 generative classifier, whose accuracy is logged.
 
     python examples/conditional_realnvp.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ y is one-hot. 784(+10)-512-512-64 networks, grey levels as Bernoulli targets (Pi
 The sample grid has one column per digit class, each row one latent code.
 
     python examples/cvae.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ Toy video: a 3x3 square on a 16x16 screen moved by actions a_t (stay, up, down, 
 the recorded actions.
 
     python examples/dmm.py --epochs 20
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

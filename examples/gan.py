@@ -12,6 +12,8 @@ Pixyz's GAN notebook (MLP generator 100-128-256-512-1024-784 with batch norm, ML
 784-512-256-1); Adam 2e-4, betas (0.5, 0.999). Figures: generated digits per epoch.
 
     python examples/gan.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

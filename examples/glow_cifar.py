@@ -11,6 +11,8 @@ torchvision (downloaded when online, or from ``--data-dir``); ``--smoke`` uses r
 tensors. The loss is in nats per image and logged in bits per dimension. Figures: samples.
 
     python examples/glow_cifar.py --epochs 5 --batch-size 64
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ point, -mean_n log sum_k p(x_n, y=e_k), which EM never increases. Figures: the f
 data, and samples drawn from the joint.
 
     python examples/gmm.py --epochs 50
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ than one Gaussian. Its density is intractable, so the bound uses a reverse model
 784-512-512-64 networks, grey levels as Bernoulli targets.
 
     python examples/hvi.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ log p(x) ~ log (1/K) sum_i p(x, z_i)/q(z_i|x) with K = ``--eval-k`` (5000 in the
 each use), as in the paper; 784-512-512-64 networks.
 
     python examples/iwae.py --epochs 10 --k 5 50 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ can infer z: the example draws images from labels, x ~ p(x|z), z ~ q(z|y), and r
 through q(z|x). 784/10-512-512-64 networks, grey levels as Bernoulli targets (Pixyz's notebook).
 
     python examples/jmvae.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

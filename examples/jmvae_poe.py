@@ -11,6 +11,8 @@ The joint posterior is not a separate network but the product of the unimodal ex
 images generated from labels alone (the PoE with the x expert absent) and reconstructions.
 
     python examples/jmvae_poe.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ kept) lowered z of 4, seed 1 to 74.1% unlabelled, presumably by letting z take t
 al.'s 88% used 50,000 unlabelled digits and far longer training.
 
     python examples/m2.py --epochs 20 --decay --binarize --alpha 50 --z-dim 4 --hidden 500 500 --data-dir DIR
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

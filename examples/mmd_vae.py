@@ -8,6 +8,8 @@ narrow while the codes as a whole still fill the prior. 784-512-512-64 networks,
 Bernoulli targets (Pixyz's MMD-VAE notebook; our MMD is not divided by the feature dimension).
 
     python examples/mmd_vae.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ experts to work both together and apart. 784/10-512-512-64 networks, grey levels
 targets (Pixyz's MVAE notebook).
 
     python examples/mvae.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

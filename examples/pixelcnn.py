@@ -14,6 +14,8 @@ nats for PixelCNN on the standard binarised MNIST (50,000 training digits, long 
 figure this script prints comes from the training digits and the training budget available here.
 
     python examples/pixelcnn.py --epochs 1 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ loss is the negative ELBO in nats. Figures (PNG and TensorBoard): samples x ~ p(
 reconstructions x ~ p(x|z), z the mean of q(z|x), after the last epoch.
 
     python examples/pixelvae.py --epochs 5 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

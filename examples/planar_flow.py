@@ -10,6 +10,8 @@ sampling (the flow is never inverted). Each epoch is ``--steps`` optimiser steps
 samples. Figures: the target density and the flow's samples over it.
 
     python examples/planar_flow.py --epochs 10 --target ring
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ and logit-transformed first. CIFAR-10 comes from torchvision (downloaded when on
 logged in bits per dimension. Figures: samples.
 
     python examples/realnvp_cifar.py --epochs 5 --batch-size 64
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

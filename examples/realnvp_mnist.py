@@ -10,6 +10,8 @@ loss is in nats per image of the logit-space density including the preprocessing
 also logged in bits per dimension. Figures: samples of the model.
 
     python examples/realnvp_mnist.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

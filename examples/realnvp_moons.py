@@ -9,6 +9,8 @@ The data are scored by one forward pass of the flow and sampled by its inverse. 
 density with the training points, and samples of the model.
 
     python examples/realnvp_moons.py --epochs 30
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

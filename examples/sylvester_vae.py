@@ -16,6 +16,8 @@ recompute the digit's flow parameters, so ``--eval-k`` costs K encoder-head pass
 dynamically binarised; 784-512-512-64 networks.
 
     python examples/sylvester_vae.py --epochs 10 --flows 4 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ loss (here the closed-form KL). Same networks and data as ``vae.py`` (784-512-51
 Bernoulli targets), so the two scripts give the same numbers for the same seed.
 
     python examples/vae_model_class.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ training log p(x) is estimated by importance sampling (``--eval-k`` samples, ``-
 digits). Images are dynamically binarised, as in the paper; 784-512-512-64 networks.
 
     python examples/vampprior.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

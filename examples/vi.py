@@ -8,6 +8,8 @@ Unlike ``vae.py`` the KL term is not in closed form: the whole bound is one Mont
 (Pixyz's VI notebook). 784-512-512-64 networks, grey levels as Bernoulli targets.
 
     python examples/vi.py --epochs 10 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

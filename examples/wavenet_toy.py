@@ -13,6 +13,8 @@ in float64; in float32 a draw within rounding of a category boundary could in pr
 Figures: generated waveforms per class beside data (PNG and TensorBoard).
 
     python examples/wavenet_toy.py --epochs 10
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations
