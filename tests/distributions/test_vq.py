@@ -201,3 +201,26 @@ def test_named_errors():
         VectorQuantizer(0, 3)
     with pytest.raises(TypeError, match="VectorQuantizer"):
         CommitmentLoss(Encoder())
+
+
+def test_codebook_usage_is_logged_by_fit():
+    from pixyz_like.models.codebook import CodebookUsage
+    from pixyz_like.models.training import Callback
+
+    class Seen(Callback):
+        def __init__(self):
+            self.values = []
+
+        def on_step_end(self, model, state, logs):
+            self.values.append(logs["vq/perplexity"])
+
+    enc, vq, dec = Encoder(), VectorQuantizer(4, 2), Decoder()
+    model = Model(E(vq * enc, -LogProb(dec) + CodebookLoss(vq) + CommitmentLoss(vq)).mean(),
+                  distributions=[enc, vq, dec])
+    usage, seen = CodebookUsage(vq), Seen()
+    batches = [{"x": torch.randn(16, 4)} for _ in range(3)]
+    history = model.fit(batches, epochs=2, callbacks=[usage, seen], progress=False)
+    assert len(seen.values) == 6 and all(1.0 <= v <= 4.0 for v in seen.values)
+    assert history[-1]["train/vq/perplexity"] == pytest.approx(float(vq.perplexity()))
+    assert history[-1]["train/vq/usage"] == pytest.approx(float(vq.perplexity()) / 4)
+    assert [s for s, _ in usage.history] == list(range(1, 7))
