@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
-import sympy
 import torch
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "latex_to_tag",
     "check_options",
     "format_number",
+    "float_latex",
     "infer_batch_n",
     "repeat_batch",
     # Pixyz's pixyz.utils helpers
@@ -49,6 +50,141 @@ def tolist(a: Any) -> list:
     return [a]
 
 
+# The LaTeX sympy gives a Symbol (so Pixyz prints names this way), written here so that importing the library
+# does not load sympy (a third of a second). tests/test_utils_latex.py checks parity with sympy itself.
+_GREEK = frozenset(
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon "
+    "phi chi psi omega".split()
+)
+_GREEK_SPECIAL = {
+    **{
+        k: "\\mathrm{" + v + "}"
+        for k, v in zip(
+            "Alpha Beta Epsilon Zeta Eta Iota Kappa Mu Nu Omicron Rho Tau Chi Khi".split(), "ABEZHIKMNOPTXX"
+        )
+    },
+    **{k: "\\" + k for k in "Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega".split()},
+    **{k: "\\" + k for k in "varepsilon varkappa varphi varpi varrho varsigma vartheta".split()},
+    "omicron": "o",
+    "lamda": "\\lambda",
+    "Lamda": "\\Lambda",
+    "khi": "\\chi",
+}
+_OTHER_SYMBOLS = frozenset("aleph beth daleth gimel ell eth hbar hslash mho wp".split())
+
+
+def _wrap(before: str, after: str) -> Callable[[str], str]:
+    return lambda s: before + s + after
+
+
+_MODIFIERS: dict[str, Callable[[str], str]] = {
+    **{
+        k: _wrap("\\" + k + "{", "}")
+        for k in "mathring ddddot dddot ddot dot check breve acute grave tilde hat bar vec".split()
+    },
+    "prime": _wrap("{", "}'"),
+    "prm": _wrap("{", "}'"),
+    "bold": _wrap("\\boldsymbol{", "}"),
+    "bm": _wrap("\\boldsymbol{", "}"),
+    "cal": _wrap("\\mathcal{", "}"),
+    "scr": _wrap("\\mathscr{", "}"),
+    "frak": _wrap("\\mathfrak{", "}"),
+    "norm": _wrap("\\left\\|{", "}\\right\\|"),
+    "avg": _wrap("\\left\\langle{", "}\\right\\rangle"),
+    "abs": _wrap("\\left|{", "}\\right|"),
+    "mag": _wrap("\\left|{", "}\\right|"),
+}
+_MODIFIER_KEYS = sorted(_MODIFIERS, key=len, reverse=True)
+_NAME_WITH_DIGITS = re.compile(r"^([^\W\d_]+)(\d+)$")
+
+
+def _translate(s: str) -> str:
+    """A Greek letter or special symbol name as its command; a trailing modifier (``hat``...) applied."""
+    if s in _GREEK_SPECIAL:
+        return _GREEK_SPECIAL[s]
+    if s.lower() in _GREEK:
+        return "\\" + s.lower()
+    if s in _OTHER_SYMBOLS:
+        return "\\" + s
+    for key in _MODIFIER_KEYS:
+        if len(s) > len(key) and s.lower().endswith(key):
+            return _MODIFIERS[key](_translate(s[: -len(key)]))
+    return s
+
+
+def _split_super_sub(text: str) -> tuple[str, list[str], list[str]]:
+    """Split ``a_x^1`` into its name, superscripts (after ``^`` or ``__``) and subscripts (after ``_``)."""
+    parts: list[str] = []
+    pos = 0
+    while pos < len(text):
+        start = pos + (2 if text.startswith("__", pos) else 1)
+        hat, usc = text.find("^", start), text.find("_", start)
+        end = min(hat if hat >= 0 else len(text), usc if usc >= 0 else len(text))
+        parts.append(text[pos:end])
+        pos = end
+    name, supers, subs = (parts[0] if parts else text), [], []
+    for part in parts[1:]:
+        if part.startswith("__"):
+            supers.append(part[2:])
+        elif part.startswith("^"):
+            supers.append(part[1:])
+        else:
+            subs.append(part[1:])
+    m = _NAME_WITH_DIGITS.match(name)
+    if m:  # trailing digits are a subscript too: q1 -> q_{1}
+        name = m.group(1)
+        subs.insert(0, m.group(2))
+    return name, supers, subs
+
+
+def _symbol_latex(name: str) -> str:
+    if "{" in name:
+        return name
+    base, supers, subs = _split_super_sub(name)
+    text = _translate(base)
+    if supers:
+        text += "^{" + " ".join(_translate(s) for s in supers) + "}"
+    if subs:
+        text += "_{" + " ".join(_translate(s) for s in subs) + "}"
+    return text
+
+
+def float_latex(value: float) -> str:
+    r"""Return a float as sympy's ``latex(Float(value))`` writes it (15 significant digits, zeros stripped).
+
+    >>> float_latex(0.5), float_latex(1e-5), float_latex(1 / 3), float_latex(float("inf"))
+    ('0.5', '1.0 \\cdot 10^{-5}', '0.333333333333333', '\\infty')
+    """
+    if value != value:
+        return "\\text{NaN}"
+    if value in (float("inf"), float("-inf")):
+        return "\\infty" if value > 0 else "-\\infty"
+    if value == 0:
+        return "0.0"
+    sign, digits_t, exp = Decimal(value).as_tuple()
+    digits = "".join(map(str, digits_t))
+    exponent = len(digits) + exp - 1  # position of the leading digit
+    dps = 15
+    if len(digits) > dps and digits[dps] in "56789":  # round half up at 15 digits
+        rounded = str(int(digits[:dps]) + 1)
+        if len(rounded) > dps:
+            exponent += 1
+        digits = rounded[:dps]
+    else:
+        digits = digits[:dps].ljust(dps, "0")
+    if -5 < exponent < dps:
+        if exponent < 0:
+            digits, split = "0" * -exponent + digits, 1
+        else:
+            split = exponent + 1
+        exponent = 0
+    else:
+        split = 1
+    mantissa = (digits[:split] + "." + digits[split:]).rstrip("0")
+    mantissa = ("-" if sign else "") + mantissa + ("0" if mantissa.endswith(".") else "")
+    return mantissa if exponent == 0 else f"{mantissa} \\cdot 10^{{{exponent}}}"
+
+
 def convert_latex_name(name: str) -> str:
     r"""Return the LaTeX of a variable or distribution name, as sympy writes a symbol.
 
@@ -63,7 +199,7 @@ def convert_latex_name(name: str) -> str:
     >>> print(convert_latex_name("x}"), convert_latex_name("{x"), convert_latex_name("50%"))
     x\} \{x 50\%
     """
-    text = sympy.latex(sympy.Symbol(name))
+    text = _symbol_latex(name)
     out: list[str] = []
     unclosed: list[int] = []  # indices in out of the "{" not closed yet
     i = 0

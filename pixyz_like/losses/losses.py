@@ -15,13 +15,20 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-import sympy
 import torch
 from torch import nn
 
 from .._context import EvalContext
 from ..errors import MissingVariableError, ShapeError, missing_variable_error
-from ..utils import check_options, convert_latex_name, format_number, infer_batch_n, latex_to_tag, repeat_batch
+from ..utils import (
+    check_options,
+    convert_latex_name,
+    float_latex,
+    format_number,
+    infer_batch_n,
+    latex_to_tag,
+    repeat_batch,
+)
 
 __all__ = [
     "Loss",
@@ -82,7 +89,7 @@ def _number_latex(value: Any) -> str:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
-        return sympy.latex(sympy.Float(float(value)))
+        return float_latex(float(value))
     return format_number(value)
 
 
