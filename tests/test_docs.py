@@ -1,9 +1,9 @@
-"""The documentation: the site builds with warnings as errors, its code runs, the API is documented.
+"""The documentation: its code runs and the API is documented (the built site: tests/test_site.py).
 
-* ``mkdocs build --strict`` succeeds (broken links, unknown pages, docstrings griffe cannot parse and
-  missing reference targets are all warnings, hence failures).
 * Every ``python`` code block of every page runs, top to bottom, in one namespace per page (blocks
-  fenced as ``py`` are shown, not run: launch commands, sketches needing data).
+  fenced as ``py`` are shown, not run: launch commands, sketches needing data). A page that needs an
+  optional package says so in a first-line comment ``<!-- requires: lightning -->``; without that
+  package its code is skipped, with the reason.
 * Every public name in the ``__all__`` of each subpackage has a docstring with a doctested example
   (the doctests themselves run in CI through ``pytest --doctest-modules pixyz_like``).
 * Every subpackage has an API reference page.
@@ -17,8 +17,6 @@ import importlib.util
 import inspect
 import pkgutil
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -57,21 +55,6 @@ def _own_doc(obj) -> str:
     return obj.__doc__ or ""
 
 
-def test_site_builds_strict(tmp_path):
-    """``mkdocs build --strict``: any warning (bad link, unparsable docstring...) fails the build."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f", str(ROOT / "mkdocs.yml"),
-         "-d", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    assert (tmp_path / "site" / "index.html").is_file()
-    reference = (tmp_path / "site" / "reference" / "distributions" / "index.html").read_text()
-    # The reference is generated from the docstrings, doctest blocks rendered as code (not quotes).
-    assert 'id="pixyz_like.distributions.Normal"' in reference
-    assert "<blockquote>" not in reference
-
-
 def test_public_names_have_docstrings():
     missing = [name for name, obj in _public_objects() if not _own_doc(obj).strip()]
     assert not missing, f"public names without a docstring: {missing}"
@@ -96,7 +79,12 @@ def _pages() -> list[Path]:
 @pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(DOCS)))
 def test_page_code_runs(page, tmp_path, monkeypatch):
     """The ``python`` blocks of a page run in order, in a scratch directory, in one namespace."""
-    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+    text = page.read_text()
+    needs = re.match(r"<!-- requires: ([\w, ]+) -->", text)
+    for module in needs.group(1).replace(",", " ").split() if needs else ():
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{page.relative_to(DOCS)} needs {module}: pip install \"pixyz_like[{module}]\"")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__docs__"}
     for i, code in enumerate(blocks):
