@@ -380,6 +380,21 @@ def _relaxed_keys_ok(keys: Iterable[str]) -> bool:
     return keys == {"temperature", "probs"} or keys == {"temperature", "logits"}
 
 
+def _relaxed_sample(dist: DistributionBase, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    """A relaxed family's draw; ``sample(sample_mean=True)`` is refused, as in Pixyz.
+
+    The relaxed (Concrete) distribution's mean has no closed form, so Pixyz's ``sample(sample_mean=True)``
+    raised; its ``sample_mean()`` method gives the underlying probabilities instead (used to read a
+    classifier's prediction), and so does this class's.
+    """
+    if sample_mean and not getattr(dist, "hard", False):
+        raise NotDefinedError(
+            f"{dist._owner()}: the relaxed distribution's mean has no closed form, so sample(sample_mean=True) "
+            "is not defined (as in Pixyz); sample_mean(x_dict) gives the underlying probabilities"
+        )
+    return DistributionBase._sample(dist, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean)
+
+
 class RelaxedBernoulli(DistributionBase):
     r"""The relaxed Bernoulli (binary Concrete) distribution on :math:`(0, 1)`, reparameterisable.
 
@@ -423,6 +438,9 @@ class RelaxedBernoulli(DistributionBase):
     has_reparam = True
     distribution_torch_class = torch.distributions.RelaxedBernoulli
     param_support = {"temperature": POSITIVE, "probs": UNIT_INTERVAL, "logits": FINITE}
+
+    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+        return _relaxed_sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean)
 
     def _value_support(self):
         return UNIT_INTERVAL
@@ -591,6 +609,9 @@ class RelaxedCategorical(DistributionBase):
     has_reparam = True
     distribution_torch_class = torch.distributions.RelaxedOneHotCategorical
     param_support = {"temperature": POSITIVE, "probs": WEIGHTS}
+
+    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+        return _relaxed_sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean)
 
     def _value_support(self):
         return ONE_HOT if self.hard else SIMPLEX
