@@ -245,3 +245,12 @@ def test_relaxed_families_sample_mean_as_pixyz(family):
     pz = pytest.importorskip("pixyz.distributions")
     theirs = getattr(pz, family)(var=["x"], temperature=torch.tensor(0.5), probs=probs)
     torch.testing.assert_close(d.sample_mean(), theirs.sample_mean())
+
+
+def test_mixture_sample_mean_is_the_mixture_mean_not_the_likeliest_component():
+    # Pixyz returned the mean of the most probable component (1.0 here); E[x] = sum_k pi_k mu_k = 2/3.
+    comps = [Normal(loc=0.0, scale=1.0), Normal(loc=1.0, scale=1.0)]
+    mix = MixtureModel(comps, Categorical(probs=torch.tensor([1.0, 2.0]), var=["z"]))
+    torch.testing.assert_close(mix.sample(sample_mean=True)["x"], torch.tensor([2.0 / 3.0]))
+    draws = mix.sample(batch_n=20000)["x"]
+    assert abs(draws.mean().item() - 2.0 / 3.0) < 0.05
