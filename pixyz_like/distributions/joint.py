@@ -76,18 +76,20 @@ class MultiplyDistribution(Distribution):
         cond = list(dict.fromkeys(v for f in ordered for v in f.cond_var if v not in producers))
         super().__init__(var=var, cond_var=cond, name=name, atomic=False)
         self._factors = nn.ModuleList(ordered)
-        # Which factors have no inputs at all: they get the batch size from the caller.
-        self._roots = [len(f.input_var) == 0 for f in ordered]
+        # Decided once here, the factors being fixed: which factors have no inputs at all (they get the
+        # batch size from the caller), and the joint's inputs. A variable is an input unless a factor
+        # generates it; a data factor (EmpiricalDistribution) reads its variable from the input dict, so
+        # that variable stays an input of the joint.
+        self._roots = tuple(len(f.input_var) == 0 for f in ordered)
+        made = {v for f in ordered for v in f.var if v not in f.input_var}
+        self._input_var = tuple(dict.fromkeys(v for f in ordered for v in f.input_var if v not in made))
 
     def factors(self) -> list[Distribution]:
         return list(self._factors)
 
     @property
     def input_var(self) -> list[str]:
-        # A variable is an input unless a factor generates it; a data factor (EmpiricalDistribution)
-        # reads its variable from the input dict, so that variable stays an input of the joint.
-        made = {v for f in self._factors for v in f.var if v not in f.input_var}
-        return list(dict.fromkeys(v for f in self._factors for v in f.input_var if v not in made))
+        return list(self._input_var)
 
     @property
     def has_reparam(self) -> bool:  # type: ignore[override]
@@ -107,14 +109,16 @@ class MultiplyDistribution(Distribution):
 
     def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
         n = sample_shape.numel() if len(sample_shape) else 1
-        batch = infer_batch_n(x_dict, self.input_var)
+        inputs = self._input_var
+        batch = infer_batch_n(x_dict, inputs)
         if batch is None:
             batch = batch_n
         elif batch_n is not None and batch_n != batch:
             raise ShapeError(f"{self._owner()}: batch_n={batch_n} conflicts with the batch size {batch} of its inputs")
         # Factors whose variables are all given are observed: their values are kept, not redrawn.
-        observed = [all(v in x_dict for v in f.var) for f in self._factors]
-        needed = self.input_var + [v for f, o in zip(self._factors, observed) if o for v in f.var]
+        factors = tuple(self._factors)
+        observed = [all(v in x_dict for v in f.var) for f in factors]
+        needed = [*inputs, *(v for f, o in zip(factors, observed) if o for v in f.var)]
         if len(sample_shape):
             # Sample dims are folded into the batch so each factor's network runs once on n * batch rows.
             base = batch if batch is not None else 1
@@ -126,7 +130,7 @@ class MultiplyDistribution(Distribution):
         else:
             work = {v: x_dict[v] for v in needed}
             root_batch = batch
-        for f, is_root, is_observed in zip(self._factors, self._roots, observed):
+        for f, is_root, is_observed in zip(factors, self._roots, observed):
             if is_observed:
                 continue
             option = getattr(f, "_factor_option", None)
