@@ -123,10 +123,32 @@ class Loss(nn.Module):
     #: Whether the loss is a named term of a larger formula (KL, expectation...), reported by
     #: ``eval(..., return_terms=True)``. Operators and constants are not terms.
     _is_term = True
+    #: The name :meth:`named` gave the formula (its tag in ``return_terms``), or ``None``.
+    _term_name: str | None = None
 
     def __init__(self, input_var: Sequence[str] = ()) -> None:
         super().__init__()
         self._input_var = list(dict.fromkeys(input_var))
+
+    def named(self, name: str) -> Loss:
+        r"""Report this formula as one term called ``name`` in ``eval(..., return_terms=True)``, and so
+        in ``Model.fit``'s logs and TensorBoard (``train/<name>``), instead of a tag made from its
+        LaTeX. A named sum or product is one term (its parts are no longer reported apart). Printing
+        is unchanged. Returns the loss itself.
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc=0., scale=1., var=["x"], name="p")
+        >>> loss = ((-p.log_prob()).named("nll") + 2).mean()
+        >>> _, terms = loss.eval({"x": torch.zeros(4, 1)}, return_terms=True)
+        >>> terms
+        {'nll': tensor(0.9189)}
+        >>> print(loss)
+        mean \left(- \log p(x) + 2 \right)
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{type(self).__name__}.named(): a name must be a non-empty string, got {name!r}")
+        self._term_name = name.strip()
+        return self
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
@@ -180,8 +202,9 @@ class Loss(nn.Module):
         return [m for m in self.children() if isinstance(m, Loss)]
 
     def terms(self) -> list[Loss]:
-        """The named terms of the formula: the largest sub-formulas that are not arithmetic."""
-        if self._is_term:
+        """The named terms of the formula: the largest sub-formulas that are not arithmetic (or that
+        :meth:`named` named)."""
+        if self._is_term or self._term_name is not None:
             return [self]
         out: list[Loss] = []
         for child in self._children():
@@ -305,7 +328,7 @@ class Loss(nn.Module):
         for t in term_list:
             if id(t) not in ctx.terms:
                 continue
-            tag = latex_to_tag(t._latex())
+            tag = t._term_name if t._term_name is not None else latex_to_tag(t._latex())
             base, i = tag, 2
             while tag in values:
                 tag, i = f"{base} #{i}", i + 1
