@@ -718,6 +718,10 @@ class DistributionBase(Distribution):
     def _mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._torch_dist(params).mean
 
+    def _sample_mean_value(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What ``sample(sample_mean=True)`` returns: the mean, unless a family says otherwise."""
+        return self._mean(params)
+
     def _variance(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._torch_dist(params).variance
 
@@ -726,7 +730,7 @@ class DistributionBase(Distribution):
         params = self._get_params(x_dict, ctx)
         shape = self._batch_shape(params, batch_n)
         if sample_mean:
-            value = self._mean(params).expand(sample_shape + shape)
+            value = self._sample_mean_value(params).expand(sample_shape + shape)
         else:
             value = self._draw(params, sample_shape + shape, reparam and self.has_reparam)
         return {self._var[0]: value}

@@ -375,6 +375,13 @@ def _not_defined(dist: DistributionBase, what: str) -> NotDefinedError:
     )
 
 
+def _no_relaxed_mean(dist: DistributionBase) -> NotDefinedError:
+    return NotDefinedError(
+        f"{dist._owner()}: sample(sample_mean=True) has no closed form for the relaxed distribution (as in "
+        "Pixyz); sample_mean() gives the underlying discrete distribution's mean, the probabilities"
+    )
+
+
 def _relaxed_keys_ok(keys: Iterable[str]) -> bool:
     keys = set(keys)
     return keys == {"temperature", "probs"} or keys == {"temperature", "logits"}
@@ -413,7 +420,8 @@ class RelaxedBernoulli(DistributionBase):
     forward pass (an exact Bernoulli(:math:`\pi`) draw) with the gradient of the relaxed sample. The
     variable is then binary, and log-density, entropy, mean and variance are the Bernoulli ones. The
     soft distribution has no closed-form entropy; ``sample_mean`` and ``sample_variance`` give the
-    underlying Bernoulli's, :math:`\pi` and :math:`\pi(1-\pi)`, as Pixyz does.
+    underlying Bernoulli's, :math:`\pi` and :math:`\pi(1-\pi)`, as Pixyz does, and as in Pixyz
+    ``sample(sample_mean=True)`` raises :class:`~pixyz_like.errors.NotDefinedError`.
 
     The closed-form KL divergence against a :class:`Bernoulli` (either way round) is the KL of the
     underlying Bernoulli distributions: exact for ``hard=True``, the usual surrogate for the soft
@@ -524,6 +532,11 @@ class RelaxedBernoulli(DistributionBase):
         # Of the underlying Bernoulli (the relaxed one has no closed form), as in Pixyz.
         return params["probs"] if "probs" in params else torch.sigmoid(params["logits"])
 
+    def _sample_mean_value(self, params):
+        if not self.hard:  # as in Pixyz: the relaxed distribution's own mean has no closed form
+            raise _no_relaxed_mean(self)
+        return self._mean(params)
+
     def _variance(self, params):
         p = self._mean(params)
         return p * (1 - p)
@@ -582,7 +595,8 @@ class RelaxedCategorical(DistributionBase):
     with the gradient of the relaxed sample. The variable is then one-hot, and log-density, entropy,
     mean and variance are the categorical ones. The soft distribution has no closed-form entropy;
     ``sample_mean`` and ``sample_variance`` give the underlying categorical's, the probabilities
-    :math:`\pi` and :math:`\pi(1-\pi)`, as Pixyz does (its M2 example predicts the class from them).
+    :math:`\pi` and :math:`\pi(1-\pi)`, as Pixyz does (its M2 example predicts the class from them),
+    and as in Pixyz ``sample(sample_mean=True)`` raises :class:`~pixyz_like.errors.NotDefinedError`.
 
     The closed-form KL divergence against a :class:`Categorical` (either way round) is the KL of the
     underlying categorical distributions: exact for ``hard=True``, the usual surrogate for the soft
@@ -689,6 +703,11 @@ class RelaxedCategorical(DistributionBase):
         # Of the underlying categorical (the relaxed one has no closed form), as in Pixyz.
         probs = params["probs"]
         return probs / probs.sum(-1, keepdim=True)
+
+    def _sample_mean_value(self, params):
+        if not self.hard:  # as in Pixyz: the relaxed distribution's own mean has no closed form
+            raise _no_relaxed_mean(self)
+        return self._mean(params)
 
     def _variance(self, params):
         p = self._mean(params)
