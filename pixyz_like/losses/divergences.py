@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..distributions.distributions import _sum_features
+from ..distributions.distributions import _broadcast_shapes, _sum_features
 from ..distributions.joint import ReplaceVarDistribution
 from ..distributions.kl import has_closed_form_kl, kl_elementwise
 from ..errors import NotDefinedError, ShapeError, VariableMismatchError
@@ -117,14 +117,15 @@ class KullbackLeibler(Divergence):
 
     def _check_shapes(self, params_p: dict, params_q: dict) -> None:
         """The two distributions' parameters must broadcast (same features, compatible batches)."""
-        shapes_p = [tuple(v.shape) for v in params_p.values() if isinstance(v, torch.Tensor)]
-        shapes_q = [tuple(v.shape) for v in params_q.values() if isinstance(v, torch.Tensor)]
+        shapes_p = [v.shape for v in params_p.values() if isinstance(v, torch.Tensor)]
+        shapes_q = [v.shape for v in params_q.values() if isinstance(v, torch.Tensor)]
         try:
-            torch.broadcast_shapes(*shapes_p, *shapes_q)
+            _broadcast_shapes(shapes_p + shapes_q)
         except RuntimeError as e:
             raise ShapeError(
                 f"KullbackLeibler({self.p.prob_text}, {self.q.prob_text}): the parameters of "
-                f"{self.p.prob_text} have shapes {shapes_p} and those of {self.q.prob_text} {shapes_q}; "
+                f"{self.p.prob_text} have shapes {[tuple(s) for s in shapes_p]} and those of {self.q.prob_text} "
+                f"{[tuple(s) for s in shapes_q]}; "
                 "they must have the same features and batch sizes that broadcast"
             ) from e
 
