@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST)
     parser.add_argument("--max-batches", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--cell-timeout", type=int, default=600)
+    parser.add_argument("--cell-timeout", type=int, default=1800)
     parser.add_argument("--tests-timeout", type=float, default=1800)
     parser.add_argument("--out", type=Path, default=None, help="keep the rewritten programs here")
     parser.add_argument("--json", type=Path, default=None, help="write the report as JSON")
