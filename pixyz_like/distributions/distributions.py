@@ -597,7 +597,7 @@ class DistributionBase(Distribution):
                 if ref is None:
                     ref = self._reference_tensor(params, inputs)
                 dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
-                params[key] = torch.tensor(float(value), dtype=dtype, device=ref.device)
+                params[key] = torch.scalar_tensor(float(value), dtype=dtype, device=ref.device)  # 4x torch.tensor
             else:
                 raise ParameterError(
                     f"{self._owner()}: {self._param_source(key, from_forward)} must be a tensor or a number, "

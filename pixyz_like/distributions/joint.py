@@ -133,7 +133,7 @@ class MultiplyDistribution(Distribution):
         for f, is_root, is_observed in zip(factors, self._roots, observed):
             if is_observed:
                 continue
-            option = getattr(f, "_factor_option", None)
+            option = f.__dict__.get("_factor_option")  # (getattr on a Module raises inside when unset: slow)
             if option:  # the factor's own options (graph.set_option), as Pixyz samples them
                 work.update(f._sample(
                     work, ctx, option.get("batch_n", root_batch if is_root else None),
