@@ -7,7 +7,9 @@ window.MathJax = {
     processEnvironments: true
   },
   options: {
+    // Typeset only the formulas arithmatex marked, and the navigation menu, where a heading's
+    // formula (a table of contents entry) appears as plain \( \) text.
     ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex"
+    processHtmlClass: "arithmatex|wy-menu"
   }
 };

@@ -26,7 +26,8 @@ class WandbLogger(Callback):
     and test losses and terms, and image grids, to a Weights & Biases run. Rank 0 only.
 
     Keys: ``train/<name>``, ``lr/...`` and ``schedule/...`` per step; ``train_epoch/<name>``,
-    ``test/<name>`` and ``epoch`` per epoch; all against the global optimizer step. A term's name is
+    ``test/<name>``, any metric a callback adds, and ``epoch`` per epoch; all against the global
+    optimizer step. A term's name is
     its tag from ``Loss.eval(..., return_terms=True)`` (``train/KL[q(z|x)||p_prior(z)]``). The run's
     config records the loss formula and the optimizer (with its learning rate), plus ``config``.
 
@@ -101,11 +102,9 @@ class WandbLogger(Callback):
         if self.run is None:
             return
         values: dict[str, Any] = {"epoch": logs.get("epoch", state.epoch + 1)}
-        for k, v in logs.items():
-            if k.startswith("train/"):
-                values["train_epoch/" + k[len("train/"):]] = v
-            elif k.startswith("test/"):
-                values[k] = v
+        for k, v in logs.items():  # train/ means become train_epoch/; test/ and other metrics as they are
+            if k not in ("epoch", "step"):
+                values["train_epoch/" + k[len("train/"):] if k.startswith("train/") else k] = v
         if self.images is not None:
             values.update(self._grids(model))
         self.run.log(values, step=state.step)
