@@ -23,7 +23,7 @@ class EvalContext:
     __slots__ = ("_params", "terms", "watch", "options")
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
-        self._params: dict[tuple, tuple[tuple[torch.Tensor, ...], Any]] = {}
+        self._params: dict[tuple[int, ...], tuple[tuple[torch.Tensor, ...], Any]] = {}
         # Values of the named terms of a loss (KL, reconstruction...), filled as they are computed.
         self.terms: dict[int, torch.Tensor] = {}
         # ids of the losses whose values are to be recorded in ``terms`` (None: record nothing).
@@ -32,12 +32,15 @@ class EvalContext:
 
     def get_params(self, dist: Any, inputs: tuple[torch.Tensor, ...]):
         """Return memoised parameters of ``dist`` for these very input tensors, or ``None``."""
-        hit = self._params.get((id(dist), tuple(id(t) for t in inputs)))
+        hit = self._params.get((id(dist), *map(id, inputs)))
         # The memo keeps the input tensors alive, so their ids cannot be reused within the call;
         # the identity check is a second guard.
-        if hit is not None and all(a is b for a, b in zip(hit[0], inputs)):
-            return hit[1]
-        return None
+        if hit is None:
+            return None
+        for a, b in zip(hit[0], inputs):
+            if a is not b:
+                return None
+        return hit[1]
 
     def put_params(self, dist: Any, inputs: tuple[torch.Tensor, ...], params: Any) -> None:
-        self._params[(id(dist), tuple(id(t) for t in inputs))] = (inputs, params)
+        self._params[(id(dist), *map(id, inputs))] = (inputs, params)
