@@ -41,6 +41,7 @@ class _GECOState(nn.Module):
         self.register_buffer("log_multiplier", torch.tensor(math.log(multiplier)))
         self.register_buffer("constraint_average", torch.tensor(0.0))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("evaluations", torch.zeros((), dtype=torch.long))
 
 
 class LagrangeMultiplier(Loss):
@@ -82,6 +83,10 @@ class GECO(Loss):
         multiplier: the initial :math:`\lambda`.
         min_multiplier, max_multiplier: bounds :math:`\lambda` is kept within.
         name: the multiplier's symbol (``"lambda"`` prints :math:`\lambda` and logs as ``lambda``).
+        delay: hold the multiplier at its initial value for the first ``delay`` training evaluations
+            (a warm-up as a plain weighted VAE): early on the constraint is violated by far more than
+            it will be later, and integrating that violation makes :math:`\lambda` overshoot by
+            orders of magnitude and come back slowly.
 
     The multiplier is updated only by training evaluations, those made in training mode with
     gradients enabled (``Model.train``, ``Model.fit``); ``Model.test`` and ``eval(test_mode=True)``
@@ -105,13 +110,15 @@ class GECO(Loss):
 
     def __init__(self, objective: Loss, constraint: Loss, tolerance: float, alpha: float = 0.99,
                  step_size: float = 1e-2, multiplier: float = 1.0, min_multiplier: float = 1e-6,
-                 max_multiplier: float = 1e6, name: str = "lambda") -> None:
+                 max_multiplier: float = 1e6, name: str = "lambda", delay: int = 0) -> None:
         objective, constraint = _as_loss(objective), _as_loss(constraint)
         for what, v in (("tolerance", tolerance), ("alpha", alpha), ("step_size", step_size),
                         ("multiplier", multiplier), ("min_multiplier", min_multiplier),
                         ("max_multiplier", max_multiplier)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise TypeError(f"GECO: {what} must be a finite number, got {v!r}")
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+            raise TypeError(f"GECO: delay must be a non-negative integer, got {delay!r}")
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"GECO: alpha must lie in [0, 1), got {alpha!r}")
         if not step_size > 0:
@@ -124,6 +131,7 @@ class GECO(Loss):
         self.constraint = constraint
         self.lagrange_multiplier = LagrangeMultiplier(_GECOState(float(multiplier)), name)
         self.tolerance, self.alpha, self.step_size = float(tolerance), float(alpha), float(step_size)
+        self.delay = delay
         self._log_bounds = (math.log(min_multiplier), math.log(max_multiplier))
         # The printed formula, built once from the same terms (kept out of the module tree).
         self.__dict__["_formula"] = objective + self.lagrange_multiplier * (constraint - ValueLoss(self.tolerance))
@@ -169,6 +177,9 @@ class GECO(Loss):
     @torch.no_grad()
     def _update(self, constraint: torch.Tensor) -> None:
         s = self._state
+        s.evaluations += 1
+        if int(s.evaluations) <= self.delay:
+            return
         mean = constraint.float().mean().reshape(1)
         if dist.is_available() and dist.is_initialized():  # every process moves the multiplier alike
             mean = mean.to(s.log_multiplier.device)

@@ -31,6 +31,18 @@ def test_update_rule_by_hand():
     assert int(geco.steps) == 4
 
 
+def test_delay_holds_the_multiplier_for_the_first_evaluations():
+    geco = GECO(Parameter("kl"), Parameter("err"), tolerance=0.0, alpha=0.5, step_size=0.1, delay=2)
+    x = {"kl": torch.zeros(2), "err": torch.ones(2)}
+    geco.eval(x)
+    geco.eval(x)
+    assert float(geco.multiplier) == 1.0 and int(geco.steps) == 0
+    geco.eval(x)  # the first update: the average starts at this batch's value
+    assert float(geco.constraint_average) == 1.0 and float(geco.multiplier) == pytest.approx(math.exp(0.1))
+    with pytest.raises(TypeError, match="delay"):
+        GECO(Parameter("kl"), Parameter("err"), tolerance=0.0, delay=-1)
+
+
 def test_no_update_without_gradients_or_in_eval_mode():
     geco = GECO(Parameter("kl"), Parameter("err"), tolerance=0.0)
     x = {"kl": torch.zeros(2), "err": torch.ones(2)}
