@@ -88,8 +88,8 @@ class WandbLogger(Callback):
             "epochs": state.epochs,
             **self.config,
         }
-        kwargs = {k: v for k, v in (("project", self.project), ("name", self.name), ("mode", self.mode),
-                                    ("dir", self.dir)) if v is not None}
+        kwargs: dict[str, Any] = {k: v for k, v in (("project", self.project), ("name", self.name),
+                                                    ("mode", self.mode), ("dir", self.dir)) if v is not None}
         self.run = wandb.init(config=config, **kwargs, **self.init_kwargs)
 
     def on_step_end(self, model: Model, state: FitState, logs: Mapping[str, float]) -> None:
@@ -113,6 +113,8 @@ class WandbLogger(Callback):
         import torchvision
         import wandb
 
+        if self.images is None:
+            return {}
         with torch.no_grad():
             batches = self.images(model)
         grids: dict[str, Any] = {}
