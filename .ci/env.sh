@@ -42,8 +42,8 @@ if [ ! -f "$venv/.complete" ] && [ "${PIXYZ_LIKE_ENV_REUSE_ONLY:-0}" = 1 ]; then
 fi
 if [ ! -f "$venv/.complete" ]; then
     _pl_say "building $venv (first run only)."
-    _pl_say "With PyPI's torch (a CUDA build) this downloads about 3 GB and takes about 5 minutes;"
-    _pl_say "the environment takes about 6 GB. To reuse an installed torch instead, see README.md."
+    _pl_say "With PyPI's torch (a CUDA build, several GB to download) the environment takes 6 GB of disk"
+    _pl_say "and 4 to 20 minutes to build (measured on 2 cores). To reuse an installed torch, see README.md."
     mkdir -p "$cache"
     # Old environments for other dependency lists are removed so the cache holds one at a time.
     find "$cache" -maxdepth 1 -name 'venv-*' ! -name "venv-$key" -exec rm -rf {} + 2>/dev/null || true
