@@ -3,9 +3,16 @@
 Measures, as ratios to a baseline timed in the same run:
 1. the quick-start VAE train step (784-512-512-64, batch 128) vs a hand-written step of the same maths;
 2. a tiny VAE loss evaluation (x 20, z 4, hidden 32, batch 16) vs hand-written;
-3. ``Expectation`` with ``sample_shape=[100]`` vs ``[1]`` (and ``[10]``).
+3. ``Expectation`` with ``sample_shape=[100]`` vs ``[1]`` (and ``[10]``);
+4. the small-model rows of ``bench_small.py``: tiny and batch-16 train steps, a chain joint's cost per factor,
+   ``Expectation`` S=1, a DMM step (IterativeLoss, T=30), ``log_marginal`` k=5000, the compiled step with its
+   graph breaks, and the import time (``--only`` picks some; ``--only ''`` none).
 
-    python benchmarks/bench_core.py [--quick]
+    python benchmarks/bench_core.py [--quick] [--only tiny,chain,...] [--default-malloc]
+
+Unless ``--default-malloc`` is given, the run re-executes itself with glibc's trimming fixed
+(``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TOP_PAD_``): with the default, page faults
+moved a one-process ratio by up to 15% from run to run. The small-model rows report page faults per call.
 
 Each implementation is timed once per round, in a shuffled order; a time is the median over blocks of
 the mean time per call, and a ratio is the median over rounds of the ratio within a round.
@@ -26,6 +33,10 @@ from torch import nn, optim
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_small  # noqa: E402
 
 import pixyz_like.distributions as our_dists  # noqa: E402
 import pixyz_like.losses as our_losses  # noqa: E402
@@ -225,14 +236,17 @@ def bench_expectation(args, results):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    bench_small.add_arguments(parser)
     args = parser.parse_args(argv)
+    malloc = bench_small.fix_malloc(args.default_malloc)
     args.rounds = 4 if args.quick else 30
     args.steps = 3 if args.quick else 15
     args.tiny_calls = 50 if args.quick else 500
     torch.set_num_threads(1)
     torch.manual_seed(0)
     random.seed(0)
-    print(f"torch {torch.__version__}, 1 CPU thread; Pixyz {'found' if pz_dists else 'not installed'}\n")
+    print(f"torch {torch.__version__}, 1 CPU thread, malloc: {malloc}; "
+          f"Pixyz {'found' if pz_dists else 'not installed'}\n")
     results = []
     bench_train_step(args, results)
     bench_tiny_eval(args, results)
@@ -257,6 +271,8 @@ def main(argv=None) -> int:
         verdict = "meets" if ratio <= target else "MISSES"
         ok &= ratio <= target
         print(f"  -> pixyz_like ratio {ratio:.2f} (target <= {target}): {verdict}\n")
+    small_args = argparse.Namespace(**vars(args))
+    bench_small.run_rows(small_args)
     return 0 if ok else 1
 
 

@@ -511,24 +511,38 @@ ROWS = {"tiny": bench_tiny, "batch16": bench_batch16, "chain": bench_chain, "exp
         "dmm": bench_dmm, "logmarg": bench_logmarg, "compile": bench_compile, "import": bench_import}
 
 
+def fix_malloc(default_malloc: bool) -> str:
+    """Re-run this process with glibc's trimming fixed (unless asked not to); return a description."""
+    if not default_malloc and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    return "glibc default" if default_malloc else ", ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", default=",".join(ROWS), help=f"rows to run, among {','.join(ROWS)}")
+    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's trimming (no env vars)")
+    parser.add_argument("--dmm-batch", type=int, default=16)
+
+
+def run_rows(args) -> None:
+    args.rounds = 4 if args.quick else 15
+    args.calls = lambda batch: (20 if args.quick else 100) if batch <= 16 else 5
+    for name in args.only.split(","):
+        if name:
+            ROWS[name](args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", default=",".join(ROWS))
-    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's trimming (no env vars)")
-    parser.add_argument("--dmm-batch", type=int, default=16)
+    add_arguments(parser)
     args = parser.parse_args(argv)
-    if not args.default_malloc and any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
-    args.rounds = 4 if args.quick else 15
-    args.calls = lambda batch: (20 if args.quick else 100) if batch <= 16 else 5
+    malloc = fix_malloc(args.default_malloc)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     random.seed(0)
-    malloc = "glibc default" if args.default_malloc else ", ".join(f"{k}={v}" for k, v in MALLOC_ENV.items())
     print(f"torch {torch.__version__}, 1 CPU thread, malloc: {malloc}; Pixyz {'found' if PD else 'absent'}\n")
-    for name in args.only.split(","):
-        ROWS[name](args)
+    run_rows(args)
     return 0
 
 
