@@ -24,6 +24,16 @@ def _family(p):
     return p, rename
 
 
+def _inner(x_dict, rename):
+    """The inputs under the family's own names: each renamed variable's value under its inner name; a
+    variable that carries an inner name being renamed is another variable, and is dropped (else the
+    result would depend on the order of the dict: ``{"x_u": a, "x": b}`` read ``b`` for ``x_u``)."""
+    if not rename:
+        return x_dict
+    inner = set(rename.values())
+    return {rename.get(k, k): v for k, v in x_dict.items() if k in rename or k not in inner}
+
+
 class KullbackLeibler(Divergence):
     r"""The KL divergence :math:`D_{KL}[p\|q] = \mathbb{E}_{p}[\log p - \log q]`, one value per data point.
 
@@ -104,8 +114,8 @@ class KullbackLeibler(Divergence):
             raise self._not_defined()
         fp, rp = _family(self.p)
         fq, rq = _family(self.q)
-        params_p = fp._get_params({rp.get(k, k): v for k, v in x_dict.items()} if rp else x_dict, ctx)
-        params_q = fq._get_params({rq.get(k, k): v for k, v in x_dict.items()} if rq else x_dict, ctx)
+        params_p = fp._get_params(_inner(x_dict, rp), ctx)
+        params_q = fq._get_params(_inner(x_dict, rq), ctx)
         self._check_shapes(params_p, params_q)
         kl = kl_elementwise(fp, params_p, fq, params_q)
         if self.dim is not None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .divergences import KullbackLeibler, _family
+from .divergences import KullbackLeibler, _family, _inner
 from .losses import Expectation, Loss
 
 __all__ = ["Entropy", "CrossEntropy", "AnalyticalEntropy", "StochasticReconstructionLoss"]
@@ -46,7 +46,7 @@ class Entropy(Loss):
         from ..distributions.distributions import _sum_features
 
         fam, rename = _family(self.p)
-        params = fam._get_params({rename.get(k, k): v for k, v in x_dict.items()} if rename else x_dict, ctx)
+        params = fam._get_params(_inner(x_dict, rename), ctx)
         return _sum_features(fam._entropy(params), fam._n_feat(params), True, None), {}
 
 
