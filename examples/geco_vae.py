@@ -15,6 +15,8 @@ the same digits from the same initial networks; the script prints, for each, the
 error and the KL on the test digits, and writes reconstructions and samples of both as PNG.
 
     python examples/geco_vae.py --epochs 12 --tolerance 100 --beta 4 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

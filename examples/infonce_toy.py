@@ -15,6 +15,8 @@ are one deterministic distribution g(c, z | x); the loss is pixyz_like.losses.In
 Expectation, trained with Model.fit. Figure: the bound per epoch (train and test) against log N.
 
     python examples/infonce_toy.py --epochs 20 --batch-size 64
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

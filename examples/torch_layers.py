@@ -14,6 +14,8 @@ test accuracy (read off the torch distribution that to_torch returns) and writes
 each class as PNG.
 
     python examples/torch_layers.py --epochs 5 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations

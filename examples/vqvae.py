@@ -13,6 +13,8 @@ trained with Model.fit on the codes of the training digits. New digits are codes
 prior, decoded. Figures (PNG and TensorBoard): reconstructions, and samples from the prior.
 
     python examples/vqvae.py --epochs 5 --data-dir ../shared/data/mnist/raw
+
+Install: ``pip install "pixyz_like[examples]"`` (what every example needs).
 """
 
 from __future__ import annotations
