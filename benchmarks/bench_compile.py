@@ -18,7 +18,8 @@ from torch.nn import functional as F
 from pixyz_like.distributions import Bernoulli, Normal
 from pixyz_like.losses import Expectation, KullbackLeibler, LogProb
 from pixyz_like.models import Model
-from pixyz_like.models.training import _LossFn
+from pixyz_like.models.compiled import CompiledLoss
+from pixyz_like.models.step import Stepper
 
 
 class Inference(Normal):
@@ -50,13 +51,12 @@ def make_model() -> Model:
     return Model(loss, distributions=[p, q], optimizer_params={"lr": 1e-3})
 
 
-def make_step(model: Model, loss_fn, x: torch.Tensor):
+def make_step(model: Model, compile_options, x: torch.Tensor):
+    """The step fit takes (pixyz_like.models.step), with the loss eager or compiled."""
+    stepper = Stepper(model, loss_fn=CompiledLoss(model, {}, compile_options))
+
     def step():
-        model.optimizer.zero_grad(set_to_none=True)
-        loss, _ = model._train_loss({"x": x}, {}, True, loss_fn)
-        loss.backward()
-        model._clip_gradients()
-        model.optimizer.step()
+        stepper.step({"x": x}, {}, True, "bench")
 
     return step
 
@@ -77,8 +77,8 @@ def main() -> None:
     x = (torch.rand(args.batch, 784) > 0.5).float()
 
     eager_model, compiled_model = make_model(), make_model()
-    eager_step = make_step(eager_model, _LossFn(eager_model, {}, False), x)
-    compiled_step = make_step(compiled_model, _LossFn(compiled_model, {}, True), x)
+    eager_step = make_step(eager_model, None, x)
+    compiled_step = make_step(compiled_model, {}, x)
     compile_s = sum(timed(compiled_step) for _ in range(3))  # the first call compiles forward and backward
     for _ in range(3):
         eager_step()

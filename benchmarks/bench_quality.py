@@ -160,7 +160,7 @@ def main(argv=None) -> dict:
             history = m2.main(["--epochs", str(args.m2_epochs), "--data-dir", args.data_dir, "--seed", str(seed),
                                "--out", f"runs/bench_m2_seed{seed}", "--no-progress", "--device", "cpu",
                                "--binarize", "--alpha", "50", "--z-dim", "4", "--hidden", "500", "500", "--decay"])
-            accs.append(history["accuracy"][-1])
+            accs.append(history[-1]["test/accuracy"])
             print(f"M2, 100 labels, {args.m2_epochs} epochs, seed {seed}: test accuracy {100 * accs[-1]:.2f}% "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
         mean = sum(accs) / len(accs)

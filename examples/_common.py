@@ -1,27 +1,26 @@
-"""Helpers shared by the example scripts: command line, data, the training loop, logging and figures.
+"""Helpers shared by the example scripts: command line, data, figures and networks.
 
 Every example is a script with the same options (``--epochs --batch-size --lr --device --seed --data-dir
---out --smoke --no-progress``) and a ``main(argv) -> history`` function, so the test suite can run each
-one in-process with ``--smoke`` (a few steps on small random data of the right shape).
+--out --smoke --no-progress``) and a ``main(argv) -> history`` function returning what ``Model.fit``
+returns (one dict of epoch means per epoch), so the test suite can run each one in-process with
+``--smoke`` (a few steps on small random data of the right shape).
 
-The training loop here is deliberately plain: one call per batch that returns ``(loss, {term: value})``,
-an evaluation pass per epoch, TensorBoard scalars for the loss and each named term, and a callback for
-the example's figures.
+There is no training loop here: every example trains with ``Model.fit`` (TensorBoard logs with
+``log_dir=`` or a ``TensorBoardLogger``, figures and metrics with ``EveryEpoch`` callbacks, weights
+with ``schedules=``).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from pixyz_like.distributions import Bernoulli, Categorical, Normal
 
@@ -32,11 +31,11 @@ __all__ = [
     "mnist",
     "cifar10",
     "loaders",
-    "fit",
+    "with_one_hot",
+    "collate",
     "save_grid",
     "plot_density_2d",
     "one_hot",
-    "cycle",
     "binarize",
     "mlp",
     "NormalMLP",
@@ -46,9 +45,6 @@ __all__ = [
     "ImageScaleTranslate",
     "multiscale_flow",
 ]
-
-StepFn = Callable[[Any], tuple[torch.Tensor, Mapping[str, torch.Tensor]]]
-
 
 def make_parser(doc: str | None, out: str, epochs: int = 10, batch_size: int = 128,
                 lr: float = 1e-3) -> argparse.ArgumentParser:
@@ -68,16 +64,14 @@ def make_parser(doc: str | None, out: str, epochs: int = 10, batch_size: int = 1
     return parser
 
 
-def prepare(args: argparse.Namespace, smoke_epochs: int = 3):
-    """Seed, create ``--out`` and return a TensorBoard writer; ``--smoke`` caps the epochs."""
+def prepare(args: argparse.Namespace, smoke_epochs: int = 3) -> None:
+    """Seed and create ``--out`` (where ``Model.fit`` writes the TensorBoard log); ``--smoke`` caps the
+    epochs and the batch size."""
     if args.smoke:
         args.epochs = min(args.epochs, smoke_epochs)
         args.batch_size = min(args.batch_size, 32)
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
-    from tensorboardX import SummaryWriter
-
-    return SummaryWriter(args.out)
 
 
 def smoke_images(n: int, shape: tuple[int, ...], n_classes: int = 10, seed: int = 0,
@@ -122,11 +116,29 @@ def cifar10(args: argparse.Namespace, n_smoke: tuple[int, int] = (64, 32)):
                          "pass --data-dir pointing at torchvision's CIFAR-10 root folder") from e
 
 
-def loaders(args: argparse.Namespace, train, test, drop_last: bool = False) -> tuple[DataLoader, DataLoader]:
-    """Shuffled (seeded) training loader and ordered test loader."""
+def collate(transform: Callable[[Any], Any] | None):
+    """A ``DataLoader`` ``collate_fn``: torch's default collation, then ``transform(batch)`` (e.g. a
+    fresh binarisation of every batch); ``None`` for torch's default."""
+    if transform is None:
+        return None
+    return lambda items: transform(default_collate(items))
+
+
+def loaders(args: argparse.Namespace, train, test, drop_last: bool = False,
+            transform: Callable[[Any], Any] | None = None,
+            test_transform: Callable[[Any], Any] | None = None) -> tuple[DataLoader, DataLoader]:
+    """Shuffled (seeded) training loader and ordered test loader; each batch goes through
+    ``transform`` (the test batches through ``test_transform``)."""
     g = torch.Generator().manual_seed(args.seed)
-    return (DataLoader(train, batch_size=args.batch_size, shuffle=True, generator=g, drop_last=drop_last),
-            DataLoader(test, batch_size=args.batch_size, shuffle=False))
+    return (DataLoader(train, batch_size=args.batch_size, shuffle=True, generator=g, drop_last=drop_last,
+                       collate_fn=collate(transform)),
+            DataLoader(test, batch_size=args.batch_size, shuffle=False, collate_fn=collate(test_transform)))
+
+
+def with_one_hot(dataset: TensorDataset, n: int = 10) -> TensorDataset:
+    """``(x, label)`` pairs as ``(x, one-hot label)``: what a formula over a categorical ``y`` reads."""
+    x, y = dataset.tensors
+    return TensorDataset(x, one_hot(y, n))
 
 
 def one_hot(y: torch.Tensor, n: int = 10) -> torch.Tensor:
@@ -134,94 +146,12 @@ def one_hot(y: torch.Tensor, n: int = 10) -> torch.Tensor:
     return torch.nn.functional.one_hot(y, n).to(torch.get_default_dtype())
 
 
-def binarize(x: torch.Tensor) -> torch.Tensor:
-    """Dynamic binarisation (Salakhutdinov & Murray, 2008): a fresh Bernoulli draw of every grey level."""
-    return torch.bernoulli(x)
-
-
-def cycle(iterable: Iterable):
-    """Repeat a (re-iterable) loader forever, e.g. the few labelled batches in semi-supervised learning."""
-    while True:
-        yield from iterable
-
-
-def _batch_len(batch: Any) -> int:
+def binarize(batch: Any) -> Any:
+    """Dynamic binarisation (Salakhutdinov & Murray, 2008): a fresh Bernoulli draw of every grey level
+    of an image batch, or of the images (first element) of an ``(images, ...)`` batch."""
     if isinstance(batch, torch.Tensor):
-        return len(batch)
-    if isinstance(batch, Mapping):
-        return len(next(iter(batch.values())))
-    return _batch_len(batch[0])
-
-
-def fit(
-    args: argparse.Namespace,
-    writer,
-    train_loader: Iterable,
-    test_loader: Iterable | None,
-    train_step: StepFn,
-    test_step: StepFn | None = None,
-    on_epoch_end: Callable[[int], Mapping[str, float] | None] | None = None,
-    steps_per_epoch: int | None = None,
-) -> dict[str, list[float]]:
-    """Train for ``args.epochs`` epochs and return the history.
-
-    ``train_step(batch)`` and ``test_step(batch)`` return ``(loss, {term: value})`` (what
-    ``Model.train(..., return_terms=True)`` returns). The loss and each term are logged to TensorBoard
-    per step (train) and per epoch (test, averaged over data points). ``on_epoch_end(epoch)`` draws the
-    figures and may return extra metrics (e.g. accuracy), logged and added to the history.
-
-    The history holds ``train`` and ``test`` (per-epoch mean losses per data point), ``steps`` (every
-    training step's loss) and any extra metric.
-    """
-    from tqdm import tqdm
-
-    history: dict[str, list[float]] = {"train": [], "test": [], "steps": []}
-    step = 0
-    for epoch in range(1, args.epochs + 1):
-        total, n = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}", disable=args.no_progress, file=sys.stdout,
-                   total=steps_per_epoch)
-        for i, batch in enumerate(bar):
-            if steps_per_epoch is not None and i >= steps_per_epoch:
-                break
-            loss, terms = train_step(batch)
-            value = float(loss)
-            if not math.isfinite(value):
-                raise FloatingPointError(f"epoch {epoch}, step {step}: the training loss is {value}")
-            step += 1
-            size = _batch_len(batch)
-            total, n = total + value * size, n + size
-            history["steps"].append(value)
-            writer.add_scalar("train/loss", value, step)
-            for tag, v in terms.items():
-                writer.add_scalar(f"train/{tag}", float(v), step)
-            bar.set_postfix(loss=f"{value:.3f}")
-        history["train"].append(total / max(n, 1))
-        line = f"Epoch {epoch}: train loss {history['train'][-1]:.4f}"
-        if test_step is not None and test_loader is not None:
-            total, n = 0.0, 0
-            sums: dict[str, float] = {}
-            for batch in test_loader:
-                loss, terms = test_step(batch)
-                size = _batch_len(batch)
-                total, n = total + float(loss) * size, n + size
-                for tag, v in terms.items():
-                    sums[tag] = sums.get(tag, 0.0) + float(v) * size
-            history["test"].append(total / max(n, 1))
-            writer.add_scalar("test/loss", history["test"][-1], epoch)
-            for tag, v in sums.items():
-                writer.add_scalar(f"test/{tag}", v / n, epoch)
-            line += f", test loss {history['test'][-1]:.4f}"
-        if on_epoch_end is not None:
-            with torch.no_grad():
-                extra = on_epoch_end(epoch) or {}
-            for key, v in extra.items():
-                history.setdefault(key, []).append(float(v))
-                writer.add_scalar(f"test/{key}", float(v), epoch)
-                line += f", {key} {float(v):.4f}"
-        print(line)
-    writer.close()
-    return history
+        return torch.bernoulli(batch)
+    return (torch.bernoulli(batch[0]), *batch[1:])
 
 
 def save_grid(images: torch.Tensor, path: str, nrow: int = 8, shape: tuple[int, ...] = (1, 28, 28)) -> None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import BernoulliMLP, NormalMLP, fit, loaders, make_parser, mnist, prepare, save_grid
+from _common import BernoulliMLP, NormalMLP, loaders, make_parser, mnist, prepare, save_grid
 from torch import optim
 
 from pixyz_like.distributions import Normal
 from pixyz_like.losses import Expectation as E
 from pixyz_like.losses import KullbackLeibler, LogProb, Parameter
-from pixyz_like.models import Model
+from pixyz_like.losses.schedules import linear_warmup
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model
 
 X_DIM, Z_DIM = 784, 64
 
@@ -42,36 +43,24 @@ def build(device: str = "cpu", lr: float = 1e-3):
     return p, q, prior, loss, model
 
 
-def beta_schedule(step: int, warmup_steps: int, beta_max: float) -> float:
-    """Linear warm-up: ``beta_max * min(1, step / warmup_steps)`` (``beta_max`` at once if no warm-up)."""
-    if warmup_steps <= 0:
-        return beta_max
-    return beta_max * min(1.0, step / warmup_steps)
-
-
-def main(argv=None) -> dict:
-    """Train; returns the history of per-epoch train/test losses and the beta used at each epoch's end."""
+def main(argv=None) -> list[dict[str, float]]:
+    """Train with Model.fit and a warm-up schedule for beta; returns the history of per-epoch train/test
+    losses (its steps' logs hold ``schedule/beta``)."""
     parser = make_parser(__doc__, "runs/beta_vae")
     parser.add_argument("--beta", type=float, default=4.0, help="final weight of the KL term")
     parser.add_argument("--warmup-epochs", type=float, default=3.0, help="epochs of linear warm-up from 0")
     args = parser.parse_args(argv)
-    writer = prepare(args)
+    prepare(args)
     train_loader, test_loader = loaders(args, *mnist(args))
     p, q, prior, loss, model = build(args.device, args.lr)
     print("Loss:", loss)
     print(model)
-    warmup_steps = int(args.warmup_epochs * len(train_loader))
+    # beta = args.beta * min(1, step / warm-up steps), fed to Parameter("beta") at every step
+    beta = linear_warmup(0.0, args.beta, steps=int(args.warmup_epochs * len(train_loader)))
     z_fixed = torch.randn(64, Z_DIM, device=args.device)
     x_fixed = next(iter(test_loader))[0][:32].to(args.device)
-    state = {"step": 0}
 
-    def train_step(b):
-        beta = beta_schedule(state["step"], warmup_steps, args.beta)
-        state["step"] += 1
-        value, terms = model.train({"x": b[0], "beta": torch.tensor(beta)}, return_terms=True)
-        return value, {**terms, "beta": torch.tensor(beta)}
-
-    def figures(epoch):
+    def figures(epoch, logs):
         save_grid(p.sample_mean({"z": z_fixed}), os.path.join(args.out, f"samples_epoch{epoch}.png"))
         z = q.sample({"x": x_fixed}, sample_mean=True)["z"]
         save_grid(torch.cat([x_fixed, p.sample_mean({"z": z})]),
@@ -83,10 +72,11 @@ def main(argv=None) -> dict:
         for i in range(8):
             zs[i * 8:(i + 1) * 8, i] = steps
         save_grid(p.sample_mean({"z": zs}), os.path.join(args.out, f"traversal_epoch{epoch}.png"))
-        return {"beta": beta_schedule(state["step"], warmup_steps, args.beta)}
+        return {"beta": beta(int(logs["step"]))}  # the weight the next step will use
 
-    return fit(args, writer, train_loader, test_loader, train_step,
-               lambda b: model.test({"x": b[0]}, return_terms=True), figures)
+    return model.fit(train_loader, args.epochs, test_loader, keys=("x", None), schedules={"beta": beta},
+                     log_dir=args.out, callbacks=[EveryEpoch(figures), EpochPrinter("beta")],
+                     progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 
-from _common import CategoricalMLP, fit, loaders, make_parser, mnist, one_hot, prepare
+from _common import CategoricalMLP, loaders, make_parser, mnist, prepare, with_one_hot
 from torch import optim
 
 from pixyz_like.losses import LogProb
-from pixyz_like.models import Model
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model
 
 X_DIM, Y_DIM = 784, 10
 
@@ -32,11 +32,11 @@ def build(device: str = "cpu", lr: float = 1e-3):
 
 
 def accuracy(p, loader, device) -> float:
-    """Fraction of the loader's data whose most probable class is the label."""
+    """Fraction of the loader's data whose most probable class is the label (one-hot)."""
     correct = n = 0
     for x, y in loader:
         probs = p.get_params({"x": x.to(device)})["probs"]
-        correct += int((probs.argmax(-1).cpu() == y).sum())
+        correct += int((probs.argmax(-1).cpu() == y.argmax(-1)).sum())
         n += len(y)
     return correct / n
 
@@ -59,26 +59,23 @@ def plot_predictions(p, x, path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of train/test negative log-likelihoods and test accuracy."""
     args = make_parser(__doc__, "runs/classifier").parse_args(argv)
-    writer = prepare(args)
-    train_loader, test_loader = loaders(args, *mnist(args))
+    prepare(args)
+    train, test = mnist(args)
+    train_loader, test_loader = loaders(args, with_one_hot(train), with_one_hot(test))
     p, loss, model = build(args.device, args.lr)
     print("Loss:", loss)
     print(model)
     x_fixed = next(iter(test_loader))[0][:32].to(args.device)
 
-    def figures(epoch):
+    def figures(epoch, logs):
         plot_predictions(p, x_fixed, os.path.join(args.out, f"predictions_epoch{epoch}.png"))
-        return {"accuracy": accuracy(p, test_loader, args.device)}
+        return {"test/accuracy": accuracy(p, test_loader, args.device)}
 
-    def batch(b):
-        return {"x": b[0], "y": one_hot(b[1], Y_DIM)}
-
-    return fit(args, writer, train_loader, test_loader,
-               lambda b: model.train(batch(b), return_terms=True),
-               lambda b: model.test(batch(b), return_terms=True), figures)
+    return model.fit(train_loader, args.epochs, test_loader, keys=("x", "y"), log_dir=args.out,
+                     callbacks=[EveryEpoch(figures), EpochPrinter("test/accuracy")], progress=not args.no_progress)
 
 
 if __name__ == "__main__":

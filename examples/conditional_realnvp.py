@@ -19,12 +19,12 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import fit, loaders, make_parser, mnist, one_hot, prepare, save_grid
+from _common import loaders, make_parser, mnist, one_hot, prepare, save_grid, with_one_hot
 from realnvp_mnist import X_DIM, vector_flow
 from torch import optim
 
 from pixyz_like.distributions import InverseTransformedDistribution, Normal
-from pixyz_like.models import ML
+from pixyz_like.models import ML, EpochPrinter, EveryEpoch
 
 Y_DIM = 10
 
@@ -38,7 +38,7 @@ def build(n_layers: int = 6, hidden: int = 512, device: str = "cpu", lr: float =
     return p, model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test negative log-likelihoods and accuracy."""
     parser = make_parser(__doc__, "runs/conditional_realnvp")
     parser.add_argument("--layers", type=int, default=6)
@@ -46,30 +46,27 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.layers, args.hidden = 2, 32
-    writer = prepare(args)
-    train_loader, test_loader = loaders(args, *mnist(args, n_smoke=(128, 32)))
+    prepare(args)
+    train, test = mnist(args, n_smoke=(128, 32))
+    train_loader, test_loader = loaders(args, with_one_hot(train), with_one_hot(test))
     p, model = build(args.layers, args.hidden, args.device, args.lr)
     print(p.prob_joint_factorized_and_text)
     print(model)
     y_grid = one_hot(torch.arange(Y_DIM).repeat(8)).to(args.device)
 
-    def figures(epoch):
+    def figures(epoch, logs):
         save_grid(p.sample({"y": y_grid})["x"], os.path.join(args.out, f"samples_epoch{epoch}.png"), nrow=Y_DIM)
         correct = n = 0
         for x, y in test_loader:  # Bayes' rule with a uniform p(y): argmax_y log p(x|y)
             x = x.to(args.device)
             scores = torch.stack([p.get_log_prob({"x": x, "y": one_hot(torch.full((len(x),), k)).to(args.device)})
                                   for k in range(Y_DIM)], -1)
-            correct += int((scores.argmax(-1).cpu() == y).sum())
+            correct += int((scores.argmax(-1).cpu() == y.argmax(-1)).sum())
             n += len(y)
-        return {"accuracy": correct / n}
+        return {"test/accuracy": correct / n}
 
-    def batch(b):
-        return {"x": b[0], "y": one_hot(b[1])}
-
-    return fit(args, writer, train_loader, test_loader,
-               lambda b: model.train(batch(b), return_terms=True),
-               lambda b: model.test(batch(b), return_terms=True), figures)
+    return model.fit(train_loader, args.epochs, test_loader, keys=("x", "y"), log_dir=args.out,
+                     callbacks=[EveryEpoch(figures), EpochPrinter("test/accuracy")], progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,14 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import BernoulliMLP, NormalMLP, fit, make_parser, one_hot, prepare, save_grid
+from _common import BernoulliMLP, NormalMLP, collate, make_parser, one_hot, prepare, save_grid
 from torch import nn, optim
 from torch.utils.data import DataLoader, TensorDataset
 
 from pixyz_like.distributions import Deterministic
 from pixyz_like.losses import Expectation as E
 from pixyz_like.losses import IterativeLoss, KullbackLeibler, LogProb
-from pixyz_like.models import Model
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model
 
 SIDE, N_ACTIONS, Z_DIM, H_DIM = 16, 5, 16, 64
 X_DIM = SIDE * SIDE
@@ -78,31 +78,32 @@ def build(device: str = "cpu", lr: float = 1e-3):
     return {"rnn": rnn, "transition": transition, "emission": emission, "q": q}, loss, model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test losses (per sequence)."""
     parser = make_parser(__doc__, "runs/dmm", epochs=20, batch_size=64)
     parser.add_argument("--steps", type=int, default=10, help="frames per sequence")
     args = parser.parse_args(argv)
-    writer = prepare(args)
+    prepare(args)
     if args.smoke:
         args.steps = min(args.steps, 5)
     n_train, n_test = (96, 32) if args.smoke else (4000, 500)
     x_tr, a_tr = moving_square(n_train, args.steps, args.seed)
     x_te, a_te = moving_square(n_test, args.steps, args.seed + 1000)
     g = torch.Generator().manual_seed(args.seed)
-    # batches along dim 0 of the dataset, so store (n, T, ...) and transpose back to time-first per batch
+
+    def time_first(b):  # loaders batch along dim 0: store (n, T, ...), give the loss time-first sequences
+        x, a = b[0].transpose(0, 1), b[1].transpose(0, 1)
+        return {"x": x, "a": a, "z_prev": torch.zeros(x.shape[1], Z_DIM)}
+
     train_loader = DataLoader(TensorDataset(x_tr.transpose(0, 1), a_tr.transpose(0, 1)), batch_size=args.batch_size,
-                              shuffle=True, generator=g)
-    test_loader = DataLoader(TensorDataset(x_te.transpose(0, 1), a_te.transpose(0, 1)), batch_size=args.batch_size)
+                              shuffle=True, generator=g, collate_fn=collate(time_first))
+    test_loader = DataLoader(TensorDataset(x_te.transpose(0, 1), a_te.transpose(0, 1)), batch_size=args.batch_size,
+                             collate_fn=collate(time_first))
     d, loss, model = build(args.device, args.lr)
     print("Loss:", loss)
     print(model)
 
-    def batch(b):
-        x, a = b[0].transpose(0, 1).to(args.device), b[1].transpose(0, 1).to(args.device)
-        return {"x": x, "a": a, "z_prev": torch.zeros(x.shape[1], Z_DIM, device=args.device)}
-
-    def figures(epoch):
+    def figures(epoch, logs):
         x, a = x_te[:, :8].to(args.device), a_te[:, :8].to(args.device)
         h = d["rnn"].sample({"x": x})["h"]
         z, recon, imagined = torch.zeros(8, Z_DIM, device=args.device), [], []
@@ -118,9 +119,8 @@ def main(argv=None) -> dict:
         save_grid(rows.reshape(-1, X_DIM), os.path.join(args.out, f"sequences_epoch{epoch}.png"), nrow=args.steps,
                   shape=(1, SIDE, SIDE))
 
-    return fit(args, writer, train_loader, test_loader,
-               lambda b: model.train(batch(b), return_terms=True),
-               lambda b: model.test(batch(b), return_terms=True), figures)
+    return model.fit(train_loader, args.epochs, test_loader, log_dir=args.out,
+                     callbacks=[EveryEpoch(figures), EpochPrinter()], progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from __future__ import annotations
 from realnvp_cifar import train_image_flow
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test negative log-likelihoods (nats per image)."""
     return train_image_flow(argv, __doc__, "runs/glow_cifar", glow=True)
 

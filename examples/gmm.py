@@ -21,10 +21,12 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import fit, make_parser, plot_density_2d, prepare
+from _common import make_parser, plot_density_2d, prepare
 from torch import nn
 
 from pixyz_like.distributions import Categorical, Normal
+from pixyz_like.losses import Loss
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model
 
 K = 4
 
@@ -56,6 +58,20 @@ def log_joint_per_class(p_joint, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([p_joint.get_log_prob({"x": x, "y": eye[k].expand(len(x), K)}) for k in range(K)], -1)
 
 
+class NegLogMarginal(Loss):
+    r"""The exact negative log-likelihood of a point, :math:`-\log \sum_y p(x, y)`, one value per point."""
+
+    def __init__(self, p_joint) -> None:
+        super().__init__(["x"])
+        self.p_joint = p_joint
+
+    def _latex(self) -> str:
+        return f"- \\log \\sum_{{y}} {self.p_joint.prob_text}"
+
+    def _eval(self, x_dict, ctx):
+        return -torch.logsumexp(log_joint_per_class(self.p_joint, x_dict["x"]), -1), {}
+
+
 def em_step(p_x, p_y, p_joint, x: torch.Tensor) -> float:
     """One EM iteration in place; returns the negative log-likelihood per point before the update."""
     log_joint = log_joint_per_class(p_joint, x)
@@ -70,38 +86,48 @@ def em_step(p_x, p_y, p_joint, x: torch.Tensor) -> float:
     return float(-log_lik.mean())
 
 
-def main(argv=None) -> dict:
-    """Fit by EM; returns the history of per-iteration train/test negative log-likelihoods."""
+class EMMixture(Model):
+    """The mixture as a Model whose step is one EM iteration (closed-form updates, no gradients):
+    ``Model.fit`` trains any model whose class defines its own ``train``. The test loss is the
+    negative log-likelihood per point."""
+
+    def __init__(self, p_x: ComponentNormal, p_y: Categorical) -> None:
+        self.p_x, self.p_y, self.p_joint = p_x, p_y, p_x * p_y
+        super().__init__(NegLogMarginal(self.p_joint).named("nll").mean(), distributions=[p_x, p_y])
+
+    def train(self, train_x_dict=None, **options):
+        x = self._to_device(train_x_dict, "EMMixture.train()")["x"]
+        with torch.no_grad():
+            return torch.tensor(em_step(self.p_x, self.p_y, self.p_joint, x))
+
+
+def main(argv=None) -> list[dict[str, float]]:
+    """Fit by EM with Model.fit; returns the history of per-iteration train/test negative log-likelihoods."""
     args = make_parser(__doc__, "runs/gmm", epochs=50, batch_size=2000).parse_args(argv)
-    writer = prepare(args, smoke_epochs=5)
+    prepare(args, smoke_epochs=5)
     n = 200 if args.smoke else 2000
     x_train, x_test = toy_data(n, args.seed).to(args.device), toy_data(n, args.seed + 1000).to(args.device)
     p_x = ComponentNormal(K).to(args.device)
     p_y = Categorical(probs=torch.full((K,), 1.0 / K), var=["y"], name="p").to(args.device)
     with torch.no_grad():  # start the means at random data points
         p_x.locs.copy_(x_train[torch.randperm(len(x_train))[:K]])
-    p_joint = p_x * p_y
-    print(p_joint.prob_joint_factorized_and_text)
+    model = EMMixture(p_x, p_y)
+    print(model.p_joint.prob_joint_factorized_and_text)
+    print("Loss:", model.loss_cls)
 
-    def train_step(batch):
-        with torch.no_grad():
-            return torch.tensor(em_step(p_x, p_y, p_joint, batch[0])), {}
-
-    def test_step(batch):
-        with torch.no_grad():
-            return -torch.logsumexp(log_joint_per_class(p_joint, batch[0]), -1).mean(), {}
-
-    def figures(epoch):
+    def figures(epoch, logs):
         if epoch % 10 and epoch != args.epochs:
-            return None
-        samples = p_joint.sample(batch_n=500)["x"]
+            return
+        samples = model.p_joint.sample(batch_n=500)["x"]
         plot_density_2d(os.path.join(args.out, f"density_epoch{epoch}.png"),
-                        lambda g: torch.logsumexp(log_joint_per_class(p_joint, g.to(args.device)), -1).cpu(),
+                        lambda g: torch.logsumexp(log_joint_per_class(model.p_joint, g.to(args.device)), -1).cpu(),
                         samples=x_train[:500], lim=4.5, title=f"EM iteration {epoch}")
         plot_density_2d(os.path.join(args.out, f"samples_epoch{epoch}.png"), samples=samples, lim=4.5,
                         title="samples of p(x,y)")
 
-    history = fit(args, writer, [(x_train,)], [(x_test,)], train_step, test_step, figures)
+    # One batch per epoch: the whole data set, so each epoch is one EM iteration.
+    history = model.fit([{"x": x_train}], args.epochs, [{"x": x_test}], log_dir=args.out,
+                        callbacks=[EveryEpoch(figures), EpochPrinter()], progress=not args.no_progress)
     print("mixing weights:", p_y.probs.flatten().tolist())
     print("means:", p_x.locs.tolist())
     return history

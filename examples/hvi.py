@@ -19,12 +19,12 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import BernoulliMLP, NormalMLP, fit, loaders, make_parser, mnist, prepare, save_grid
+from _common import BernoulliMLP, NormalMLP, loaders, make_parser, mnist, prepare, save_grid
 from torch import optim
 
 from pixyz_like.distributions import Normal
 from pixyz_like.losses import ELBO
-from pixyz_like.models import Model
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model
 
 X_DIM, Z_DIM, A_DIM = 784, 64, 64
 
@@ -45,10 +45,10 @@ def build(device: str = "cpu", lr: float = 1e-3):
     return p, q, prior, loss, model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test losses."""
     args = make_parser(__doc__, "runs/hvi").parse_args(argv)
-    writer = prepare(args)
+    prepare(args)
     train_loader, test_loader = loaders(args, *mnist(args))
     p, q, prior, loss, model = build(args.device, args.lr)
     print(q.prob_joint_factorized_and_text)
@@ -57,15 +57,14 @@ def main(argv=None) -> dict:
     z_fixed = torch.randn(64, Z_DIM, device=args.device)
     x_fixed = next(iter(test_loader))[0][:32].to(args.device)
 
-    def figures(epoch):
+    def figures(epoch, logs):
         save_grid(p.sample_mean({"z": z_fixed}), os.path.join(args.out, f"samples_epoch{epoch}.png"))
         z = q.sample({"x": x_fixed})["z"]  # a draw of the hierarchical posterior
         save_grid(torch.cat([x_fixed, p.sample_mean({"z": z})]),
                   os.path.join(args.out, f"reconstruction_epoch{epoch}.png"))
 
-    return fit(args, writer, train_loader, test_loader,
-               lambda b: model.train({"x": b[0]}, return_terms=True),
-               lambda b: model.test({"x": b[0]}, return_terms=True), figures)
+    return model.fit(train_loader, args.epochs, test_loader, keys=("x", None), log_dir=args.out,
+                     callbacks=[EveryEpoch(figures), EpochPrinter()], progress=not args.no_progress)
 
 
 if __name__ == "__main__":

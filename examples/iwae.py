@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import BernoulliMLP, NormalMLP, binarize, fit, loaders, make_parser, mnist, prepare, save_grid
+from _common import BernoulliMLP, NormalMLP, binarize, loaders, make_parser, mnist, prepare, save_grid
 from torch import optim
 
 from pixyz_like.distributions import Normal
 from pixyz_like.losses import IWAE, log_marginal
-from pixyz_like.models import Model
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model
 
 X_DIM, Z_DIM = 784, 64
 
@@ -39,8 +39,9 @@ def build(k: int, device: str = "cpu", lr: float = 1e-3):
     return p, q, p_joint, loss, model
 
 
-def main(argv=None) -> dict:
-    """Train one model per k; returns the first one's history plus ``k<k>/...`` entries for each."""
+def main(argv=None) -> list[dict[str, float]]:
+    """Train one model per k with Model.fit; returns the first one's history, whose last epoch also holds
+    each model's ``k<k>/...`` last-epoch values and ``k<k>/test/log_px``."""
     parser = make_parser(__doc__, "runs/iwae")
     parser.add_argument("--k", type=int, nargs="+", default=[5, 50], help="importance samples for training")
     parser.add_argument("--eval-k", type=int, default=5000, help="importance samples for log p(x)")
@@ -53,27 +54,26 @@ def main(argv=None) -> dict:
     results, history = {}, None
     for k in args.k:
         args.out = os.path.join(out_root, f"k{k}")
-        writer = prepare(args)
-        train_loader, test_loader = loaders(args, train, test)
+        prepare(args)
+        # dynamic binarisation: a fresh draw of every training and test batch
+        train_loader, test_loader = loaders(args, train, test, transform=binarize, test_transform=binarize)
         p, q, p_joint, loss, model = build(k, args.device, args.lr)
         print("Loss:", loss)
         z_fixed = torch.randn(64, Z_DIM, device=args.device)
 
-        def figures(epoch, p=p, z_fixed=z_fixed, k=k):
+        def figures(epoch, logs, p=p, z_fixed=z_fixed, k=k):
             save_grid(p.sample_mean({"z": z_fixed}), os.path.join(out_root, f"samples_k{k}_epoch{epoch}.png"))
 
-        h = fit(args, writer, train_loader, test_loader,
-                lambda b, model=model: model.train({"x": binarize(b[0])}, return_terms=True),
-                lambda b, model=model: model.test({"x": binarize(b[0])}, return_terms=True), figures)
+        h = model.fit(train_loader, args.epochs, test_loader, keys=("x", None), log_dir=args.out,
+                      callbacks=[EveryEpoch(figures), EpochPrinter()], progress=not args.no_progress)
         x_eval = binarize(test.tensors[0][: args.eval_n]).to(args.device)
         with torch.no_grad():
             log_px = log_marginal(p_joint, q, {"x": x_eval}, k=args.eval_k).mean().item()
         print(f"k={k}: log p(x) ~ {log_px:.2f} nats (importance sampling, K={args.eval_k}, {len(x_eval)} digits)")
         results[k] = log_px
         history = history or h
-        for key, v in list(h.items()):
-            history[f"k{k}/{key}"] = v
-        history[f"k{k}/log_px"] = [log_px]
+        history[-1].update({f"k{k}/{key}": v for key, v in h[-1].items()})
+        history[-1][f"k{k}/test/log_px"] = log_px
     print("log p(x) per k:", {k: round(v, 2) for k, v in results.items()})
     return history
 

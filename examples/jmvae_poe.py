@@ -24,19 +24,19 @@ from _common import (
     BernoulliMLP,
     CategoricalMLP,
     NormalMLP,
-    fit,
     loaders,
     make_parser,
     mnist,
     one_hot,
     prepare,
     save_grid,
+    with_one_hot,
 )
 from torch import optim
 
 from pixyz_like.distributions import Normal, ProductOfNormal
 from pixyz_like.losses import KullbackLeibler
-from pixyz_like.models import VAE
+from pixyz_like.models import VAE, EpochPrinter, EveryEpoch
 
 X_DIM, Y_DIM, Z_DIM = 784, 10, 64
 
@@ -55,19 +55,20 @@ def build(device: str = "cpu", lr: float = 1e-3):
     return {"q": q, "q_x": q_x, "q_y": q_y, "p_x": p_x, "p_y": p_y, "prior": prior}, model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test losses."""
     args = make_parser(__doc__, "runs/jmvae_poe").parse_args(argv)
-    writer = prepare(args)
-    train_loader, test_loader = loaders(args, *mnist(args))
+    prepare(args)
+    train, test = mnist(args)
+    train_loader, test_loader = loaders(args, with_one_hot(train), with_one_hot(test))
     d, model = build(args.device, args.lr)
     print(d["q"].prob_joint_factorized_and_text)
     print(model)
     y_grid = one_hot(torch.arange(Y_DIM).repeat(8)).to(args.device)
     x_fixed, y_fixed = next(iter(test_loader))
-    x_fixed, y_fixed = x_fixed[:32].to(args.device), one_hot(y_fixed[:32]).to(args.device)
+    x_fixed, y_fixed = x_fixed[:32].to(args.device), y_fixed[:32].to(args.device)
 
-    def figures(epoch):
+    def figures(epoch, logs):
         z = d["q"].sample({"y": y_grid})["z"]  # x absent: the product of the prior and q(z|y)
         save_grid(d["p_x"].sample_mean({"z": z}), os.path.join(args.out, f"samples_from_labels_epoch{epoch}.png"),
                   nrow=Y_DIM)
@@ -75,12 +76,8 @@ def main(argv=None) -> dict:
         save_grid(torch.cat([x_fixed, d["p_x"].sample_mean({"z": z})]),
                   os.path.join(args.out, f"reconstruction_epoch{epoch}.png"))
 
-    def batch(b):
-        return {"x": b[0], "y": one_hot(b[1])}
-
-    return fit(args, writer, train_loader, test_loader,
-               lambda b: model.train(batch(b), return_terms=True),
-               lambda b: model.test(batch(b), return_terms=True), figures)
+    return model.fit(train_loader, args.epochs, test_loader, keys=("x", "y"), log_dir=args.out,
+                     callbacks=[EveryEpoch(figures), EpochPrinter()], progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -46,14 +46,14 @@ from _common import (
     CategoricalMLP,
     NormalMLP,
     binarize,
-    cycle,
-    fit,
+    collate,
     loaders,
     make_parser,
     mnist,
     one_hot,
     prepare,
     save_grid,
+    with_one_hot,
 )
 from torch import optim
 from torch.utils.data import DataLoader, Subset
@@ -61,7 +61,7 @@ from torch.utils.data import DataLoader, Subset
 from pixyz_like.distributions import Categorical, Normal
 from pixyz_like.losses import Entropy, KullbackLeibler, LogProb, Loss
 from pixyz_like.losses import Expectation as E
-from pixyz_like.models import Model
+from pixyz_like.models import Callback, EpochPrinter, EveryEpoch, Model, ZipLoader
 
 X_DIM, Y_DIM, Z_DIM = 784, 10, 64
 
@@ -135,16 +135,26 @@ def split_labels(labels: torch.Tensor, n_labels: int, n_classes: int = Y_DIM, se
 
 
 def accuracy(classifier, loader, device) -> float:
-    """Fraction of the loader's data whose most probable class under q(y|x) is the label."""
+    """Fraction of the loader's data whose most probable class under q(y|x) is the label (one-hot)."""
     correct = n = 0
     for x, y in loader:
         pred = classifier.get_params({"x": x.to(device)})["probs"].argmax(-1).cpu()
-        correct += int((pred == y).sum())
+        correct += int((pred == y.argmax(-1)).sum())
         n += len(y)
     return correct / n
 
 
-def main(argv=None) -> dict:
+class StepLR(Callback):
+    """Step a torch learning-rate scheduler after each training step."""
+
+    def __init__(self, scheduler) -> None:
+        self.scheduler = scheduler
+
+    def on_step_end(self, model, state, logs):
+        self.scheduler.step()
+
+
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of losses and test accuracy per epoch."""
     parser = make_parser(__doc__, "runs/m2")
     parser.add_argument("--labels", type=int, default=100, help="number of labelled digits (balanced)")
@@ -156,39 +166,39 @@ def main(argv=None) -> dict:
                         help="weight of the classification term (default 0.1 x batches per epoch, after "
                              "Kingma et al.'s 0.1 N)")
     args = parser.parse_args(argv)
-    writer = prepare(args)
+    prepare(args)
     train, test = mnist(args)
     labelled_idx, unlabelled_idx = split_labels(train.tensors[1], args.labels, seed=args.seed)
-    unlabelled_loader, test_loader = loaders(args, Subset(train, unlabelled_idx), test)
+    train, test = with_one_hot(train), with_one_hot(test)
+    prep = binarize if args.binarize else None
+    unlabelled_loader, test_loader = loaders(args, Subset(train, unlabelled_idx), test, transform=prep)
     g = torch.Generator().manual_seed(args.seed + 1)
-    labelled_loader = DataLoader(Subset(train, labelled_idx), batch_size=args.batch_size, shuffle=True, generator=g)
+    labelled_loader = DataLoader(Subset(train, labelled_idx), batch_size=args.batch_size, shuffle=True, generator=g,
+                                 collate_fn=collate(prep))
+    # Each step: a batch of unlabelled digits (x_u, label dropped) and one of the few labelled ones,
+    # which the ZipLoader cycles through.
+    loader = ZipLoader(unlabelled_loader, labelled_loader, keys=[("x_u", None), ("x", "y")])
     alpha = args.alpha if args.alpha is not None else 0.1 * (len(unlabelled_loader) + len(labelled_loader))
     p, q, classifier, loss, model = build(alpha, args.device, args.lr, args.z_dim, tuple(args.hidden))
-    prep = binarize if args.binarize else (lambda x: x)
     total_steps = args.epochs * len(unlabelled_loader)
     schedule = optim.lr_scheduler.LambdaLR(
         model.optimizer, lambda i: max(0.0, 1.0 - i / total_steps) if args.decay else 1.0)
     print("Loss:", loss)
     print(model)
-    labelled_batches = cycle(labelled_loader)
     unlabelled_eval = DataLoader(Subset(train, unlabelled_idx), batch_size=500)
     z_fixed = torch.randn(8, 1, args.z_dim, device=args.device).expand(8, Y_DIM, args.z_dim).reshape(-1, args.z_dim)
     y_grid = one_hot(torch.arange(Y_DIM).repeat(8)).to(args.device)
 
-    def train_step(b):
-        x_l, y_l = next(labelled_batches)
-        out = model.train({"x": prep(x_l), "y": one_hot(y_l), "x_u": prep(b[0])}, return_terms=True)
-        schedule.step()
-        return out
-
-    def figures(epoch):
+    def figures(epoch, logs):
         save_grid(p.sample_mean({"z": z_fixed, "y": y_grid}), os.path.join(args.out, f"samples_epoch{epoch}.png"),
                   nrow=Y_DIM)
-        return {"accuracy": accuracy(classifier, test_loader, args.device),
-                "unlabelled_accuracy": accuracy(classifier, unlabelled_eval, args.device)}
+        return {"test/accuracy": accuracy(classifier, test_loader, args.device),
+                "test/unlabelled_accuracy": accuracy(classifier, unlabelled_eval, args.device)}
 
-    return fit(args, writer, unlabelled_loader, test_loader, train_step,
-               lambda b: model.test({"x": b[0], "y": one_hot(b[1])}, return_terms=True), figures)
+    return model.fit(loader, args.epochs, test_loader, keys=("x", "y"), log_dir=args.out,
+                     callbacks=[StepLR(schedule), EveryEpoch(figures),
+                                EpochPrinter("test/accuracy", "test/unlabelled_accuracy")],
+                     progress=not args.no_progress)
 
 
 if __name__ == "__main__":

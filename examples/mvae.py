@@ -25,20 +25,20 @@ from _common import (
     BernoulliMLP,
     CategoricalMLP,
     NormalMLP,
-    fit,
     loaders,
     make_parser,
     mnist,
     one_hot,
     prepare,
     save_grid,
+    with_one_hot,
 )
 from torch import optim
 
 from pixyz_like.distributions import Normal, ProductOfNormal
 from pixyz_like.losses import Expectation as E
 from pixyz_like.losses import KullbackLeibler, LogProb
-from pixyz_like.models import Model
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model
 
 X_DIM, Y_DIM, Z_DIM = 784, 10, 64
 
@@ -63,18 +63,19 @@ def build(device: str = "cpu", lr: float = 1e-3):
     return {"q": q, "q_x": q_x, "q_y": q_y, "p_x": p_x, "p_y": p_y, "prior": prior}, loss, model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test losses and the accuracy of p(y|z), z ~ q(z|x)."""
     args = make_parser(__doc__, "runs/mvae").parse_args(argv)
-    writer = prepare(args)
-    train_loader, test_loader = loaders(args, *mnist(args))
+    prepare(args)
+    train, test = mnist(args)
+    train_loader, test_loader = loaders(args, with_one_hot(train), with_one_hot(test))
     d, loss, model = build(args.device, args.lr)
     print("Loss:", loss)
     print(model)
     y_grid = one_hot(torch.arange(Y_DIM).repeat(8)).to(args.device)
     x_fixed = next(iter(test_loader))[0][:32].to(args.device)
 
-    def figures(epoch):
+    def figures(epoch, logs):
         z = d["q_y"].sample({"y": y_grid})["z"]
         save_grid(d["p_x"].sample_mean({"z": z}), os.path.join(args.out, f"samples_from_labels_epoch{epoch}.png"),
                   nrow=Y_DIM)
@@ -84,16 +85,13 @@ def main(argv=None) -> dict:
         correct = n = 0  # cross-modal inference: the label predicted from the image alone
         for x, y in test_loader:
             z = d["q_x"].sample({"x": x.to(args.device)}, sample_mean=True)["z"]
-            correct += int((d["p_y"].get_params({"z": z})["probs"].argmax(-1).cpu() == y).sum())
+            correct += int((d["p_y"].get_params({"z": z})["probs"].argmax(-1).cpu() == y.argmax(-1)).sum())
             n += len(y)
-        return {"accuracy_y_from_x": correct / n}
+        return {"test/accuracy_y_from_x": correct / n}
 
-    def batch(b):
-        return {"x": b[0], "y": one_hot(b[1])}
-
-    return fit(args, writer, train_loader, test_loader,
-               lambda b: model.train(batch(b), return_terms=True),
-               lambda b: model.test(batch(b), return_terms=True), figures)
+    return model.fit(train_loader, args.epochs, test_loader, keys=("x", "y"), log_dir=args.out,
+                     callbacks=[EveryEpoch(figures), EpochPrinter("test/accuracy_y_from_x")],
+                     progress=not args.no_progress)
 
 
 if __name__ == "__main__":

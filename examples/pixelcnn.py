@@ -25,14 +25,14 @@ import os
 import time
 
 import torch
-from _common import binarize, fit, loaders, make_parser, mnist, prepare, save_grid
+from _common import binarize, collate, loaders, make_parser, mnist, prepare, save_grid
 from torch import optim
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from pixyz_like.autoregressions import AutoregressiveBernoulli
 from pixyz_like.layers import GatedPixelCNN
 from pixyz_like.losses import LogProb
-from pixyz_like.models import Model
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model, TensorBoardLogger
 
 SHAPE = (1, 28, 28)
 N_PIXELS = 784
@@ -64,7 +64,7 @@ def fixed_binarisation(dataset, seed: int) -> TensorDataset:
     return TensorDataset(torch.bernoulli(x, generator=torch.Generator().manual_seed(seed)), y)
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test NLL (nats per image) and test bits/dim."""
     parser = make_parser(__doc__, "runs/pixelcnn", epochs=1, batch_size=64)
     parser.add_argument("--channels", type=int, default=16)
@@ -74,33 +74,35 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.epochs, args.channels, args.layers, args.n_samples = 3, 4, 2, 4
-    writer = prepare(args)
+    prepare(args)
     train, test = mnist(args, flatten=False)
-    train_loader, test_loader = loaders(args, train, fixed_binarisation(test, seed=1234))
+    # training digits binarised afresh in every batch, test digits once
+    train_loader, test_loader = loaders(args, train, fixed_binarisation(test, seed=1234), transform=binarize)
+    if args.steps_per_epoch is not None:  # an epoch of that many batches, drawn at random from the digits
+        sampler = RandomSampler(train, num_samples=args.steps_per_epoch * args.batch_size,
+                                generator=torch.Generator().manual_seed(args.seed))
+        train_loader = DataLoader(train, batch_size=args.batch_size, sampler=sampler, collate_fn=collate(binarize))
     p, loss, model = build(args.channels, args.layers, args.device, args.lr)
     print(p.prob_joint_factorized_and_text)
     print("Loss:", loss)
     print(model)
     start = time.time()
 
-    def test_step(b):
-        value, terms = model.test({"x": b[0]}, return_terms=True)
-        return value, {**terms, "bits_per_dim": value / (N_PIXELS * math.log(2))}
+    grids: dict[str, torch.Tensor] = {}
 
-    def figures(epoch):
-        if epoch < args.epochs:
-            return None
-        samples = p.sample(batch_n=args.n_samples)["x"]
-        save_grid(samples, os.path.join(args.out, f"samples_epoch{epoch}.png"), nrow=4, shape=SHAPE)
-        from torchvision.utils import make_grid
+    def figures(epoch, logs):
+        grids.clear()
+        if epoch == args.epochs:  # sampling is one pass per pixel: after the last epoch only
+            grids["samples"] = p.sample(batch_n=args.n_samples)["x"]
+            save_grid(grids["samples"], os.path.join(args.out, f"samples_epoch{epoch}.png"), nrow=4, shape=SHAPE)
+        return {"test/bits_per_dim": logs["test/loss"] / (N_PIXELS * math.log(2))}
 
-        writer.add_image("samples", make_grid(samples.float().cpu(), nrow=4), epoch)
-        return None
-
-    history = fit(args, writer, train_loader, test_loader,
-                  lambda b: model.train({"x": binarize(b[0])}, return_terms=True), test_step, figures,
-                  steps_per_epoch=args.steps_per_epoch)
-    nats = history["test"][-1]
+    # Callbacks' metrics (EveryEpoch's figures) run before any logger writes: it logs the grids just drawn.
+    logger = TensorBoardLogger(args.out, images=lambda model: grids)
+    history = model.fit(train_loader, args.epochs, test_loader, keys=("x", None),
+                        callbacks=[EveryEpoch(figures), logger, EpochPrinter("test/bits_per_dim")],
+                        progress=not args.no_progress)
+    nats = history[-1]["test/loss"]
     print(f"test NLL {nats:.2f} nats = {nats / (N_PIXELS * math.log(2)):.4f} bits/dim on {len(test_loader.dataset)} "
           f"binarised test digits, after {args.epochs} epoch(s) of {len(train)} digits "
           f"({time.time() - start:.0f} s on {args.device}, {args.channels} channels x {args.layers} layers); "

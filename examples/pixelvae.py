@@ -32,8 +32,7 @@ from pixyz_like.distributions import Normal
 from pixyz_like.layers import GatedPixelCNN
 from pixyz_like.losses import Expectation as E
 from pixyz_like.losses import KullbackLeibler, LogProb
-from pixyz_like.models import Model
-from pixyz_like.models.training import Callback, TensorBoardLogger
+from pixyz_like.models import Callback, EpochPrinter, Model, TensorBoardLogger
 
 SHAPE = (1, 28, 28)
 
@@ -93,10 +92,10 @@ class Figures(Callback):
         self.p, self.q, self.prior, self.x_fixed, self.epochs, self.out = p, q, prior, x_fixed, epochs, out
         self.grids: dict[str, torch.Tensor] = {}
 
-    def on_epoch_end(self, model, state, logs):
+    def epoch_metrics(self, model, state, logs):
         self.grids = {}
         if state.epoch + 1 < self.epochs:
-            return
+            return {}
         with torch.no_grad():
             n = len(self.x_fixed)
             z = self.prior.sample(batch_n=n)["z"]
@@ -107,10 +106,11 @@ class Figures(Callback):
         save_grid(samples, os.path.join(self.out, f"samples_epoch{epoch}.png"), nrow=4, shape=SHAPE)
         save_grid(pairs, os.path.join(self.out, f"reconstruction_epoch{epoch}.png"), nrow=n, shape=SHAPE)
         self.grids = {"samples": samples, "reconstructions": pairs}
+        return {}
 
 
-def main(argv=None) -> dict:
-    """Train with Model.fit; returns ``{"train": [...], "test": [...]}`` per-epoch losses (nats)."""
+def main(argv=None) -> list[dict[str, float]]:
+    """Train with Model.fit; returns its history of per-epoch train/test losses (nats)."""
     parser = make_parser(__doc__, "runs/pixelvae", epochs=5, batch_size=64)
     parser.add_argument("--z-dim", type=int, default=16)
     parser.add_argument("--channels", type=int, default=16)
@@ -135,12 +135,9 @@ def main(argv=None) -> dict:
     print("Loss:", loss)
     figures = Figures(p, q, prior, test_bin[: args.n_figures].to(args.device), args.epochs, args.out)
     logger = TensorBoardLogger(args.out, images=lambda model: figures.grids)
-    logs = model.fit(train_loader, args.epochs, test_loader, keys=("x",), callbacks=[figures, logger],
-                     progress=not args.no_progress)
-    history = {"train": [e["train/loss"] for e in logs], "test": [e["test/loss"] for e in logs]}
-    for i, e in enumerate(logs, 1):
-        print(f"Epoch {i}: train loss {e['train/loss']:.4f}, test loss {e['test/loss']:.4f}")
-    print(f"test negative ELBO {history['test'][-1]:.2f} nats (an upper bound on -log p(x))")
+    history = model.fit(train_loader, args.epochs, test_loader, keys=("x",),
+                        callbacks=[figures, logger, EpochPrinter()], progress=not args.no_progress)
+    print(f"test negative ELBO {history[-1]['test/loss']:.2f} nats (an upper bound on -log p(x))")
     return history
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import fit, make_parser, plot_density_2d, prepare
+from _common import make_parser, plot_density_2d, prepare
 from torch import optim
 
 from pixyz_like.distributions import CustomProb, Normal, TransformedDistribution
 from pixyz_like.flows import FlowList, PlanarFlow
 from pixyz_like.losses import Expectation, LogProb
-from pixyz_like.models import Model
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model
 
 
 def banana(x):
@@ -57,7 +57,7 @@ def build(target: str, n_layers: int, n_samples: int, device: str = "cpu", lr: f
     return p, q, loss, model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch losses (KL[q||p] - log Z)."""
     parser = make_parser(__doc__, "runs/planar_flow", epochs=10, batch_size=256, lr=1e-2)
     parser.add_argument("--target", choices=sorted(TARGETS), default="banana")
@@ -67,19 +67,21 @@ def main(argv=None) -> dict:
     if args.smoke:
         args.steps, args.layers = 15, 8
     batch_size = args.batch_size
-    writer = prepare(args)
+    prepare(args)
     p, q, loss, model = build(args.target, args.layers, batch_size, args.device, args.lr)
     print(q.prob_joint_factorized_and_text)
     print("Loss:", loss)
     plot_density_2d(os.path.join(args.out, "target.png"), lambda x: TARGETS[args.target](x), title=args.target)
-    steps = [torch.empty(batch_size)] * args.steps  # each "batch" is one draw of batch_size samples
+    # The loss takes no data (it draws its own samples): an epoch is args.steps steps on empty inputs.
+    steps = [{}] * args.steps
 
-    def figures(epoch):
+    def figures(epoch, logs):
         samples = q.sample(batch_n=2000)["x"]
         plot_density_2d(os.path.join(args.out, f"samples_epoch{epoch}.png"), lambda x: TARGETS[args.target](x),
                         samples=samples, title=f"q(x), epoch {epoch}")
 
-    return fit(args, writer, steps, None, lambda _: model.train({}, return_terms=True), None, figures)
+    return model.fit(steps, args.epochs, log_dir=args.out, callbacks=[EveryEpoch(figures), EpochPrinter()],
+                     progress=not args.no_progress)
 
 
 if __name__ == "__main__":

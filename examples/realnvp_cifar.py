@@ -21,11 +21,11 @@ import math
 import os
 
 import torch
-from _common import cifar10, fit, loaders, make_parser, multiscale_flow, prepare, save_grid
+from _common import cifar10, loaders, make_parser, multiscale_flow, prepare, save_grid
 from torch import optim
 
 from pixyz_like.distributions import InverseTransformedDistribution, Normal
-from pixyz_like.models import ML
+from pixyz_like.models import ML, EpochPrinter, EveryEpoch
 
 SHAPE = (3, 32, 32)
 DIMS = 3 * 32 * 32
@@ -41,7 +41,7 @@ def build(args, glow: bool = False):
     return p, model
 
 
-def train_image_flow(argv, doc: str, out: str, glow: bool) -> dict:
+def train_image_flow(argv, doc: str, out: str, glow: bool) -> list[dict[str, float]]:
     """Shared main of the CIFAR-10 RealNVP and Glow examples."""
     parser = make_parser(doc, out, epochs=5, batch_size=64)
     parser.add_argument("--scales", type=int, default=3)
@@ -51,27 +51,25 @@ def train_image_flow(argv, doc: str, out: str, glow: bool) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.scales, args.steps, args.channels, args.blocks = 2, 2, 8, 1
-    writer = prepare(args)
+    prepare(args)
     train_loader, test_loader = loaders(args, *cifar10(args, n_smoke=(64, 16)))
     p, model = build(args, glow=glow)
     print(p.prob_joint_factorized_and_text)
     print(f"{sum(t.numel() for t in p.parameters())} parameters")
 
-    def test_step(b):
-        value, terms = model.test({"x": b[0]}, return_terms=True)
-        return value, {**terms, "bits_per_dim": value / (DIMS * math.log(2))}
-
-    def figures(epoch):
+    def figures(epoch, logs):
         p.eval()
         n = 16 if args.smoke else 64
         save_grid(p.sample(batch_n=n)["x"], os.path.join(args.out, f"samples_epoch{epoch}.png"), shape=SHAPE)
         p.train()
+        return {"test/bits_per_dim": logs["test/loss"] / (DIMS * math.log(2))}
 
-    return fit(args, writer, train_loader, test_loader,
-               lambda b: model.train({"x": b[0]}, return_terms=True), test_step, figures)
+    return model.fit(train_loader, args.epochs, test_loader, keys=("x", None), log_dir=args.out,
+                     callbacks=[EveryEpoch(figures), EpochPrinter("test/bits_per_dim")],
+                     progress=not args.no_progress)
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test negative log-likelihoods (nats per image)."""
     return train_image_flow(argv, __doc__, "runs/realnvp_cifar", glow=False)
 

@@ -20,12 +20,12 @@ import math
 import os
 
 import torch
-from _common import ScaleTranslate, fit, loaders, make_parser, mnist, prepare, save_grid
+from _common import ScaleTranslate, loaders, make_parser, mnist, prepare, save_grid
 from torch import optim
 
 from pixyz_like.distributions import InverseTransformedDistribution, Normal
 from pixyz_like.flows import AffineCoupling, FlowList, Preprocess
-from pixyz_like.models import ML
+from pixyz_like.models import ML, EpochPrinter, EveryEpoch
 
 X_DIM = 784
 
@@ -46,7 +46,7 @@ def build(n_layers: int = 6, hidden: int = 512, device: str = "cpu", lr: float =
     return p, model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test negative log-likelihoods (nats per image)."""
     parser = make_parser(__doc__, "runs/realnvp_mnist")
     parser.add_argument("--layers", type=int, default=6)
@@ -54,23 +54,19 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.layers, args.hidden = 2, 32
-    writer = prepare(args)
+    prepare(args)
     train_loader, test_loader = loaders(args, *mnist(args, n_smoke=(128, 32)))
     p, model = build(args.layers, args.hidden, args.device, args.lr)
     print(p.prob_joint_factorized_and_text)
     print(model)
 
-    def test_step(b):
-        value, terms = model.test({"x": b[0]}, return_terms=True)
-        return value, {**terms, "bits_per_dim": value / (X_DIM * math.log(2))}
+    def figures(epoch, logs):
+        save_grid(p.sample(batch_n=64)["x"], os.path.join(args.out, f"samples_epoch{epoch}.png"))
+        return {"test/bits_per_dim": logs["test/loss"] / (X_DIM * math.log(2))}
 
-    def figures(epoch):
-        with torch.no_grad():
-            save_grid(p.sample(batch_n=64)["x"], os.path.join(args.out, f"samples_epoch{epoch}.png"))
-        return None
-
-    return fit(args, writer, train_loader, test_loader,
-               lambda b: model.train({"x": b[0]}, return_terms=True), test_step, figures)
+    return model.fit(train_loader, args.epochs, test_loader, keys=("x", None), log_dir=args.out,
+                     callbacks=[EveryEpoch(figures), EpochPrinter("test/bits_per_dim")],
+                     progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ import math
 import os
 
 import torch
-from _common import ScaleTranslate, fit, make_parser, plot_density_2d, prepare
+from _common import ScaleTranslate, make_parser, plot_density_2d, prepare
 from torch import optim
 from torch.utils.data import DataLoader, TensorDataset
 
 from pixyz_like.distributions import InverseTransformedDistribution, Normal
 from pixyz_like.flows import AffineCoupling, FlowList
-from pixyz_like.models import ML
+from pixyz_like.models import ML, EpochPrinter, EveryEpoch
 
 
 def two_moons(n: int, noise: float = 0.05, seed: int = 0) -> torch.Tensor:
@@ -49,12 +49,12 @@ def build(n_layers: int = 8, device: str = "cpu", lr: float = 1e-3):
     return p, model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test negative log-likelihoods."""
     parser = make_parser(__doc__, "runs/realnvp_moons", epochs=30, batch_size=256)
     parser.add_argument("--layers", type=int, default=8)
     args = parser.parse_args(argv)
-    writer = prepare(args)
+    prepare(args)
     n = 256 if args.smoke else 8000
     train, test = two_moons(n, seed=args.seed), two_moons(2000, seed=args.seed + 1000)
     g = torch.Generator().manual_seed(args.seed)
@@ -64,16 +64,15 @@ def main(argv=None) -> dict:
     print(p.prob_joint_factorized_and_text)
     print(model)
 
-    def figures(epoch):
+    def figures(epoch, logs):
         plot_density_2d(os.path.join(args.out, f"density_epoch{epoch}.png"),
                         lambda x: p.get_log_prob({"x": x.to(args.device)}).cpu(), samples=train[:1000], lim=3.0,
                         title=f"p(x), epoch {epoch}")
         plot_density_2d(os.path.join(args.out, f"samples_epoch{epoch}.png"), samples=p.sample(batch_n=1000)["x"],
                         lim=3.0, title="samples")
 
-    return fit(args, writer, train_loader, test_loader,
-               lambda b: model.train({"x": b[0]}, return_terms=True),
-               lambda b: model.test({"x": b[0]}, return_terms=True), figures)
+    return model.fit(train_loader, args.epochs, test_loader, keys=("x",), log_dir=args.out,
+                     callbacks=[EveryEpoch(figures), EpochPrinter()], progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,13 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import BernoulliMLP, NormalMLP, binarize, fit, loaders, make_parser, mnist, prepare, save_grid
+from _common import BernoulliMLP, NormalMLP, binarize, loaders, make_parser, mnist, prepare, save_grid
 from torch import nn, optim
 
 from pixyz_like.distributions import Normal, TransformedDistribution
 from pixyz_like.flows import Flow, FlowList, SylvesterFlow
 from pixyz_like.losses import log_marginal
-from pixyz_like.models import VI
+from pixyz_like.models import VI, EpochPrinter, EveryEpoch
 
 X_DIM, Z_DIM, HIDDEN = 784, 64, 512
 
@@ -70,7 +70,7 @@ def build(n_flows: int, n_householder: int, device: str = "cpu", lr: float = 1e-
     return p, q, prior, model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test losses and the final log p(x) estimate."""
     parser = make_parser(__doc__, "runs/sylvester_vae")
     parser.add_argument("--flows", type=int, default=4, help="number of Sylvester layers")
@@ -80,28 +80,29 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.flows, args.householder, args.eval_k, args.eval_n = 2, 2, 10, 16
-    writer = prepare(args)
+    prepare(args)
     train, test = mnist(args)
-    train_loader, test_loader = loaders(args, train, test)
+    # dynamic binarisation: a fresh draw of every training and test batch
+    train_loader, test_loader = loaders(args, train, test, transform=binarize, test_transform=binarize)
     p, q, prior, model = build(args.flows, args.householder, args.device, args.lr)
     print(q.prob_joint_factorized_and_text)
     print(model)
     z_fixed = torch.randn(64, Z_DIM, device=args.device)
     x_fixed = next(iter(test_loader))[0][:32].to(args.device)
 
-    def figures(epoch):
+    def figures(epoch, logs):
         save_grid(p.sample_mean({"z": z_fixed}), os.path.join(args.out, f"samples_epoch{epoch}.png"))
         z = q.sample({"x": x_fixed})["z"]
         save_grid(torch.cat([x_fixed, p.sample_mean({"z": z})]),
                   os.path.join(args.out, f"reconstruction_epoch{epoch}.png"))
 
-    history = fit(args, writer, train_loader, test_loader,
-                  lambda b: model.train({"x": binarize(b[0])}, return_terms=True),
-                  lambda b: model.test({"x": binarize(b[0])}, return_terms=True), figures)
+    history = model.fit(train_loader, args.epochs, test_loader, keys=("x", None), log_dir=args.out,
+                        callbacks=[EveryEpoch(figures), EpochPrinter()], progress=not args.no_progress)
     x_eval = binarize(test.tensors[0][: args.eval_n]).to(args.device)
     with torch.no_grad():
-        history["log_px"] = [log_marginal(p * prior, q, {"x": x_eval}, k=args.eval_k).mean().item()]
-    print(f"log p(x) ~ {history['log_px'][0]:.2f} nats (importance sampling, K={args.eval_k}, {len(x_eval)} digits)")
+        history[-1]["test/log_px"] = log_marginal(p * prior, q, {"x": x_eval}, k=args.eval_k).mean().item()
+    print(f"log p(x) ~ {history[-1]['test/log_px']:.2f} nats (importance sampling, K={args.eval_k}, "
+          f"{len(x_eval)} digits)")
     return history
 
 

@@ -3,9 +3,10 @@
     q(z|x) = N(z; mu(x), diag sigma^2(x)),  p(x|z) = Bernoulli(x; pi(z)),  p(z) = N(0, I)
     loss = mean( KL[q(z|x) || p(z)] - E_q(z|x)[log p(x|z)] )
 
-Grey levels in [0, 1] are used as Bernoulli targets, as in Pixyz's notebooks. Logs train/test loss and
-each term of the loss to TensorBoard (tensorboardX) under ``--out``, and writes sample and
-reconstruction grids as PNG there; the last lines printed say where everything went.
+Grey levels in [0, 1] are used as Bernoulli targets, as in Pixyz's notebooks. ``Model.fit`` trains it
+and logs the train/test loss and each term of the loss (``train/KL[q(z|x)||p_prior(z)]``...) to
+TensorBoard under ``--out``, with 4x4 grids of samples and reconstructions at each epoch's end; the
+same figures, larger, are written as PNG there. The last lines printed say where everything went.
 
     python examples/vae.py --epochs 10 --data-dir ../shared/data/mnist/raw
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -31,7 +33,7 @@ from pixyz_like.datasets import DatasetNotFoundError, load_mnist
 from pixyz_like.distributions import Bernoulli, Normal
 from pixyz_like.losses import Expectation as E
 from pixyz_like.losses import KullbackLeibler, LogProb
-from pixyz_like.models import Model
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model, TensorBoardLogger
 
 X_DIM, Z_DIM, HIDDEN = 784, 64, 512
 
@@ -105,61 +107,47 @@ def data_loaders(args):
             DataLoader(test, batch_size=args.batch_size, shuffle=False))
 
 
-def main(argv=None) -> dict:
-    """Train; returns the history ``{"train": [...], "test": [...]}`` of per-epoch losses."""
+class Figures:
+    """Samples of p(x|z) from fixed codes z ~ p(z), and test digits beside their reconstructions: PNG
+    grids of 64, and 4x4 grids for TensorBoard (:attr:`grids`, which the logger reads)."""
+
+    def __init__(self, p, q, out: str, z_fixed: torch.Tensor, x_fixed: torch.Tensor) -> None:
+        self.p, self.q, self.out, self.z_fixed, self.x_fixed = p, q, out, z_fixed, x_fixed
+        self.grids: dict[str, torch.Tensor] = {}
+
+    def __call__(self, epoch: int, logs: Mapping[str, float]) -> None:
+        from torchvision.utils import save_image
+
+        samples = self.p.sample_mean({"z": self.z_fixed}).reshape(-1, 1, 28, 28)
+        z = self.q.sample({"x": self.x_fixed}, sample_mean=True)["z"]
+        recon = self.p.sample_mean({"z": z}).reshape(-1, 1, 28, 28)
+        digits = self.x_fixed.reshape(-1, 1, 28, 28)
+        save_image(samples.cpu(), os.path.join(self.out, f"samples_epoch{epoch}.png"), nrow=8)
+        save_image(torch.cat([digits, recon]).cpu(), os.path.join(self.out, f"reconstruction_epoch{epoch}.png"),
+                   nrow=8)
+        # 4x4: 16 samples; 8 test digits (top two rows) above their reconstructions (bottom two)
+        self.grids = {"samples": samples[:16], "reconstructions": torch.cat([digits[:8], recon[:8]])}
+
+
+def main(argv=None) -> list[dict[str, float]]:
+    """Train with ``Model.fit``; returns its history: one dict of epoch means (``train/loss``,
+    ``test/loss``, each term) per epoch."""
     args = parse_args(argv)
     if args.smoke:
         args.epochs = min(args.epochs, 2)
     torch.manual_seed(args.seed)
-    from tensorboardX import SummaryWriter
-    from torchvision.utils import save_image
-    from tqdm import tqdm
 
     train_loader, test_loader = data_loaders(args)
     p, q, prior, loss, model = build(args.device, args.lr)
     print(summary(args, model, train_loader, test_loader))
     os.makedirs(args.out, exist_ok=True)
-    writer = SummaryWriter(args.out)
     z_fixed = torch.randn(64, Z_DIM, device=args.device)
     x_fixed = next(iter(test_loader))[0][:32].to(args.device)
-    history: dict[str, list[float]] = {"train": [], "test": []}
-    step = 0
-    for epoch in range(1, args.epochs + 1):
-        total, n = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}", disable=args.no_progress, file=sys.stdout)
-        for x, _ in bar:
-            value, terms = model.train({"x": x}, return_terms=True)
-            step += 1
-            total += value.item() * len(x)
-            n += len(x)
-            writer.add_scalar("train/loss", value.item(), step)
-            for tag, v in terms.items():
-                writer.add_scalar(f"train/{tag}", v.item(), step)
-            bar.set_postfix(loss=f"{value.item():.2f}")
-        train_loss = total / n
-        total, n = 0.0, 0
-        test_terms: dict[str, float] = {}
-        for x, _ in test_loader:
-            value, terms = model.test({"x": x}, return_terms=True)
-            total += value.item() * len(x)
-            n += len(x)
-            for tag, v in terms.items():
-                test_terms[tag] = test_terms.get(tag, 0.0) + v.item() * len(x)
-        test_loss = total / n
-        writer.add_scalar("test/loss", test_loss, epoch)
-        for tag, v in test_terms.items():
-            writer.add_scalar(f"test/{tag}", v / n, epoch)
-        history["train"].append(train_loss)
-        history["test"].append(test_loss)
-        print(f"Epoch {epoch}: train loss {train_loss:.4f}, test loss {test_loss:.4f}")
-        with torch.no_grad():
-            samples = p.sample_mean({"z": z_fixed}).reshape(-1, 1, 28, 28)
-            z = q.sample({"x": x_fixed}, sample_mean=True)["z"]
-            recon = p.sample_mean({"z": z}).reshape(-1, 1, 28, 28)
-        save_image(samples.cpu(), os.path.join(args.out, f"samples_epoch{epoch}.png"), nrow=8)
-        save_image(torch.cat([x_fixed.reshape(-1, 1, 28, 28), recon]).cpu(),
-                   os.path.join(args.out, f"reconstruction_epoch{epoch}.png"), nrow=8)
-    writer.close()
+    figures = Figures(p, q, args.out, z_fixed, x_fixed)
+    # EveryEpoch draws the figures before any logger writes; the logger then writes their grids.
+    logger = TensorBoardLogger(args.out, images=lambda model: figures.grids)
+    history = model.fit(train_loader, args.epochs, test_loader, keys=("x", None),
+                        callbacks=[EveryEpoch(figures), logger, EpochPrinter()], progress=not args.no_progress)
     print(written(args.out, args.epochs))
     return history
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 
 import torch
-from _common import BernoulliMLP, NormalMLP, binarize, fit, loaders, make_parser, mnist, prepare, save_grid
+from _common import BernoulliMLP, NormalMLP, binarize, loaders, make_parser, mnist, prepare, save_grid
 from torch import nn, optim
 
 from pixyz_like.distributions import VampPrior
 from pixyz_like.losses import KullbackLeibler, log_marginal
-from pixyz_like.models import VAE
+from pixyz_like.models import VAE, EpochPrinter, EveryEpoch
 
 X_DIM, Z_DIM = 784, 64
 
@@ -39,7 +39,7 @@ def build(n_components: int, device: str = "cpu", lr: float = 1e-3):
     return p, q, prior, model
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test losses and the final log p(x) estimate."""
     parser = make_parser(__doc__, "runs/vampprior")
     parser.add_argument("--components", type=int, default=500, help="number of pseudo-inputs K")
@@ -48,25 +48,26 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.components, args.eval_k, args.eval_n = 20, min(args.eval_k, 20), min(args.eval_n, 16)
-    writer = prepare(args)
+    prepare(args)
     train, test = mnist(args)
-    train_loader, test_loader = loaders(args, train, test)
+    # dynamic binarisation: a fresh draw of every training and test batch
+    train_loader, test_loader = loaders(args, train, test, transform=binarize, test_transform=binarize)
     p, q, prior, model = build(args.components, args.device, args.lr)
     print(prior.prob_joint_factorized_and_text)
     print(model)
 
-    def figures(epoch):
+    def figures(epoch, logs):
         save_grid(p.sample_mean({"z": prior.sample(batch_n=64)["z"]}),
                   os.path.join(args.out, f"samples_epoch{epoch}.png"))
         save_grid(prior.activation(prior.pseudo_inputs[:64]), os.path.join(args.out, f"pseudo_inputs_epoch{epoch}.png"))
 
-    history = fit(args, writer, train_loader, test_loader,
-                  lambda b: model.train({"x": binarize(b[0])}, return_terms=True),
-                  lambda b: model.test({"x": binarize(b[0])}, return_terms=True), figures)
+    history = model.fit(train_loader, args.epochs, test_loader, keys=("x", None), log_dir=args.out,
+                        callbacks=[EveryEpoch(figures), EpochPrinter()], progress=not args.no_progress)
     x_eval = binarize(test.tensors[0][: args.eval_n]).to(args.device)
     with torch.no_grad():
-        history["log_px"] = [log_marginal(p * prior, q, {"x": x_eval}, k=args.eval_k).mean().item()]
-    print(f"log p(x) ~ {history['log_px'][0]:.2f} nats (importance sampling, K={args.eval_k}, {len(x_eval)} digits)")
+        history[-1]["test/log_px"] = log_marginal(p * prior, q, {"x": x_eval}, k=args.eval_k).mean().item()
+    print(f"log p(x) ~ {history[-1]['test/log_px']:.2f} nats (importance sampling, K={args.eval_k}, "
+          f"{len(x_eval)} digits)")
     return history
 
 

@@ -24,14 +24,14 @@ import os
 import time
 
 import torch
-from _common import fit, loaders, make_parser, prepare
+from _common import loaders, make_parser, prepare
 from torch import optim
 from torch.utils.data import TensorDataset
 
 from pixyz_like.autoregressions import AutoregressiveCategorical
 from pixyz_like.layers import WaveNet
 from pixyz_like.losses import LogProb
-from pixyz_like.models import Model
+from pixyz_like.models import EpochPrinter, EveryEpoch, Model, TensorBoardLogger
 
 N_CLASSES = 4
 
@@ -86,12 +86,14 @@ def compare_generation(p, y: torch.Tensor, seed: int) -> dict[str, float]:
             "uncached_s": out["seconds_False"], "samples": out[True]}
 
 
-def plot(path: str, samples: torch.Tensor, data: torch.Tensor):
-    """Generated waveforms (one row per class) beside a data waveform of the same class."""
+def plot(path: str, samples: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+    """Generated waveforms (one row per class) beside a data waveform of the same class: saved as a PNG
+    and returned as an image."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, axes = plt.subplots(N_CLASSES, 2, figsize=(8, 1.6 * N_CLASSES), sharey=True)
     for c in range(N_CLASSES):
@@ -102,10 +104,13 @@ def plot(path: str, samples: torch.Tensor, data: torch.Tensor):
     axes[0, 1].set_title("data")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    return fig
+    fig.canvas.draw()  # the same figure as an image tensor (1, 3, H, W) in [0, 1], for TensorBoard
+    rgba = torch.from_numpy(np.asarray(fig.canvas.buffer_rgba()).copy())
+    plt.close(fig)
+    return rgba[..., :3].permute(2, 0, 1).unsqueeze(0).float() / 255
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> list[dict[str, float]]:
     """Train; returns the history of per-epoch train/test NLL (nats per sequence)."""
     parser = make_parser(__doc__, "runs/wavenet_toy", epochs=10, batch_size=64)
     parser.add_argument("--length", type=int, default=96)
@@ -116,7 +121,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.length, args.channels, args.dilations, args.n_train = 32, 8, [1, 2, 4], 256
-    writer = prepare(args)
+    prepare(args)
     train = waveforms(args.n_train, args.length, args.levels, seed=args.seed)
     test = waveforms(max(args.n_train // 4, 64), args.length, args.levels, seed=args.seed + 1000)
     train_loader, test_loader = loaders(args, train, test)
@@ -126,24 +131,21 @@ def main(argv=None) -> dict:
     y_show = torch.eye(N_CLASSES, device=args.device)
     data_show = torch.stack([test.tensors[0][test.tensors[1].argmax(1) == c][0] for c in range(N_CLASSES)])
 
-    def batch(b):
-        return {"x": b[0].to(args.device), "y": b[1].to(args.device)}
+    grids: dict[str, torch.Tensor] = {}
 
-    def test_step(b):
-        value, terms = model.test(batch(b), return_terms=True)
-        return value, {**terms, "bits_per_step": value / (args.length * math.log(2))}
-
-    def figures(epoch):
+    def figures(epoch, logs):
         gen = compare_generation(p, y_show, seed=args.seed + epoch)
-        fig = plot(os.path.join(args.out, f"samples_epoch{epoch}.png"), gen["samples"], data_show)
-        writer.add_figure("samples", fig, epoch)
+        grids["samples"] = plot(os.path.join(args.out, f"samples_epoch{epoch}.png"), gen["samples"], data_show)
         print(f"  generation of {N_CLASSES} x {args.length} steps: cached {gen['cached_s']:.3f} s, "
               f"uncached {gen['uncached_s']:.3f} s, identical samples: {bool(gen['identical'])}")
-        return {"cached_equals_uncached": gen["identical"]}
+        return {"test/bits_per_step": logs["test/loss"] / (args.length * math.log(2)),
+                "test/cached_equals_uncached": gen["identical"]}
 
-    history = fit(args, writer, train_loader, test_loader,
-                  lambda b: model.train(batch(b), return_terms=True), test_step, figures)
-    nats = history["test"][-1]
+    logger = TensorBoardLogger(args.out, images=lambda model: grids)  # the figure drawn at each epoch end
+    history = model.fit(train_loader, args.epochs, test_loader, keys=("x", "y"),
+                        callbacks=[EveryEpoch(figures), logger, EpochPrinter("test/bits_per_step")],
+                        progress=not args.no_progress)
+    nats = history[-1]["test/loss"]
     print(f"test NLL {nats:.2f} nats per sequence = {nats / (args.length * math.log(2)):.3f} bits per step "
           f"(uniform over {args.levels} levels: {math.log2(args.levels):.3f})")
     return history

@@ -26,7 +26,7 @@ import re
 import socket
 import tempfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -409,7 +409,7 @@ def from_pixyz_names(
     return {renamed.get(k, k): v for k, v in theirs.items()}
 
 
-def _equal_factors(theirs: Mapping[str, torch.Tensor], prefix: str, factors: list[int], names) -> bool:
+def _equal_factors(theirs: Mapping[str, torch.Tensor], prefix: str, factors: list[int], names: Iterable[str]) -> bool:
     first = factors[0]
     return all(
         torch.equal(theirs[f"{prefix}_graph.{i}.{rest}"], theirs[f"{prefix}_graph.{first}.{rest}"])

@@ -5,7 +5,7 @@ r"""Logging a vector quantiser's codebook usage during ``Model.fit``.
 
 * after each step, ``<prefix>/perplexity`` (the number of codes in effective use, from 1 to ``K``)
   and ``<prefix>/usage`` (perplexity / ``K``) to the step's logs, which a
-  :class:`~pixyz_like.models.TensorBoardLogger` placed after it writes as ``train/vq/...``;
+  :class:`~pixyz_like.models.TensorBoardLogger` writes as ``train/vq/...``;
 * at each epoch end, ``train/<prefix>/perplexity`` and ``train/<prefix>/usage`` to the epoch's logs
   (so to the history ``fit`` returns).
 
@@ -14,10 +14,11 @@ A falling perplexity means codes are dying (no encoder output is nearest to them
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
+from typing import Any
 
+from .callbacks import Callback, FitState
 from .model import Model
-from .training import Callback, FitState
 
 __all__ = ["CodebookUsage"]
 
@@ -36,13 +37,12 @@ class CodebookUsage(Callback):
     >>> vq = VectorQuantizer(4, 1)
     >>> vq.codebook.data = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
     >>> _ = vq.sample({"z_e": torch.tensor([[0.0], [1.0], [2.0], [3.0]])})   # a training call
-    >>> logs = {"loss": 0.0}
-    >>> CodebookUsage(vq).on_step_end(None, FitState(step=1), logs)
+    >>> logs = CodebookUsage(vq).step_metrics(None, FitState(step=1), {"loss": 0.0})
     >>> round(logs["vq/perplexity"], 4), logs["vq/usage"]
     (4.0, 1.0)
     """
 
-    def __init__(self, quantizer, prefix: str = "vq") -> None:
+    def __init__(self, quantizer: Any, prefix: str = "vq") -> None:
         from ..distributions.vq import VectorQuantizer
 
         if not isinstance(quantizer, VectorQuantizer):
@@ -54,12 +54,10 @@ class CodebookUsage(Callback):
         ppl = float(self.quantizer.perplexity())
         return {"perplexity": ppl, "usage": ppl / self.quantizer.num_embeddings}
 
-    def on_step_end(self, model: Model, state: FitState, logs: Mapping[str, float]) -> None:
+    def step_metrics(self, model: Model, state: FitState, logs: Mapping[str, float]) -> Mapping[str, float]:
         values = self._values()
         self.history.append((state.step, values["perplexity"]))
-        if isinstance(logs, MutableMapping):
-            logs.update({f"{self.prefix}/{k}": v for k, v in values.items()})
+        return {f"{self.prefix}/{k}": v for k, v in values.items()}
 
-    def on_epoch_end(self, model: Model, state: FitState, logs: Mapping[str, float]) -> None:
-        if isinstance(logs, MutableMapping):
-            logs.update({f"train/{self.prefix}/{k}": v for k, v in self._values().items()})
+    def epoch_metrics(self, model: Model, state: FitState, logs: Mapping[str, float]) -> Mapping[str, float]:
+        return {f"train/{self.prefix}/{k}": v for k, v in self._values().items()}

@@ -40,8 +40,10 @@ loader is per process: the global batch is ``batch_size * world_size``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -61,6 +63,8 @@ __all__ = [
     "broadcast_state",
     "all_reduce_gradients",
     "all_reduce_sum",
+    "averaged_before_steps",
+    "shard",
 ]
 
 
@@ -162,7 +166,8 @@ def shard_loader(loader: DataLoader, seed: int = 0) -> DataLoader:
             "fit(): cannot shard a DataLoader built with a custom batch_sampler across processes; give it a "
             "DistributedSampler yourself"
         )
-    sampler = DistributedSampler(loader.dataset, shuffle=isinstance(loader.sampler, RandomSampler), seed=seed)
+    sampler: DistributedSampler[Any] = DistributedSampler(loader.dataset, shuffle=isinstance(loader.sampler,
+                                                                                             RandomSampler), seed=seed)
     return DataLoader(
         loader.dataset,
         batch_size=loader.batch_size,
@@ -175,6 +180,22 @@ def shard_loader(loader: DataLoader, seed: int = 0) -> DataLoader:
         worker_init_fn=loader.worker_init_fn,
         persistent_workers=loader.persistent_workers if loader.num_workers > 0 else False,
     )
+
+
+def shard(loader: Any) -> Any:
+    """:func:`shard_loader` applied to a loader, or to each loader of a
+    :class:`~pixyz_like.models.batches.ZipLoader`; any other iterable (a list of batches) unchanged.
+
+    >>> shard([{"x": torch.zeros(2)}])   # not distributed here
+    [{'x': tensor([0., 0.])}]
+    """
+    from .batches import ZipLoader
+
+    if not is_distributed():
+        return loader
+    if isinstance(loader, ZipLoader):
+        return loader.with_loaders([shard(part) for part in loader.loaders])
+    return shard_loader(loader) if isinstance(loader, DataLoader) else loader
 
 
 def broadcast_state(module: nn.Module, src: int = 0) -> None:
@@ -203,7 +224,7 @@ def all_reduce_gradients(params: Any) -> None:
     if not is_distributed():
         return
     world = dist.get_world_size()
-    groups: dict[tuple, list[torch.nn.Parameter]] = {}
+    groups: dict[tuple[torch.dtype, torch.device], list[tuple[torch.Tensor, torch.Tensor]]] = {}
     present: dict[int, bool] = {}
     for p in params:
         if not p.requires_grad:
@@ -211,22 +232,23 @@ def all_reduce_gradients(params: Any) -> None:
         present[id(p)] = p.grad is not None
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-        groups.setdefault((p.grad.dtype, p.grad.device), []).append(p)
-    for _, ps in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        grad = p.grad
+        groups.setdefault((grad.dtype, grad.device), []).append((p, grad))
+    for (dtype, device), pairs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         # One flag per parameter rides along: a parameter no process computed a gradient for gets
         # its gradient back to None, so the optimizer skips it as it would on one process.
-        flags = torch.tensor([float(present[id(p)]) for p in ps], dtype=ps[0].grad.dtype, device=ps[0].grad.device)
-        flat = torch.cat([p.grad.reshape(-1) for p in ps] + [flags])
+        flags = torch.tensor([float(present[id(p)]) for p, _ in pairs], dtype=dtype, device=device)
+        flat = torch.cat([g.reshape(-1) for _, g in pairs] + [flags])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= world
-        any_grad = (flat[-len(ps) :] > 0).tolist()
+        any_grad = (flat[-len(pairs) :] > 0).tolist()
         offset = 0
-        for i, p in enumerate(ps):
-            n = p.grad.numel()
-            if not any_grad[i]:
-                p.grad = None
+        for (p, g), has_grad in zip(pairs, any_grad, strict=True):
+            n = g.numel()
+            if has_grad:
+                g.copy_(flat[offset : offset + n].view_as(g))
             else:
-                p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+                p.grad = None
             offset += n
 
 
@@ -240,3 +262,30 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+@contextlib.contextmanager
+def averaged_before_steps(optimizers: Iterable[torch.optim.Optimizer]) -> Iterator[None]:
+    """Average the gradients over processes just before each step of these optimizers, in the block.
+
+    For models whose own ``train`` steps their optimizers (a GAN's critic and generator): ``fit``
+    cannot all-reduce between their backward passes and steps, so each optimizer does it itself.
+    Outside a process group nothing is registered.
+
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+    >>> with averaged_before_steps([opt]):
+    ...     pass
+    """
+    handles = []
+    if is_distributed():
+        for opt in optimizers:
+
+            def pre_hook(o: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+                all_reduce_gradients([p for g in o.param_groups for p in g["params"]])
+
+            handles.append(opt.register_step_pre_hook(pre_hook))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()

@@ -11,8 +11,7 @@ of PopGen's ``EMA`` and PyGenBrix. The average usually evaluates better than the
 * **Evaluation.** ``with ema.swapped(): ...`` runs a block with the averaged weights in the model and
   puts the trained ones back after it. Given a ``test_loader``, the callback also evaluates the test
   loss with the averaged weights at each epoch end and adds ``test/ema/loss`` and ``test/ema/<term>``
-  to that epoch's logs (so to the history ``fit`` returns, and to TensorBoard when the logger comes
-  after it).
+  to that epoch's logs (so to the history ``fit`` returns, and to TensorBoard).
 * **Checkpoints.** The shadow weights are buffers of a module set on the model as
   ``model.ema_weights``; a model's state holds every module set on it, so ``Model.save``, ``load``
   and ``fit``'s checkpoints and ``resume`` carry them.
@@ -21,15 +20,15 @@ of PopGen's ``EMA`` and PyGenBrix. The average usually evaluates better than the
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import OptionError
+from .batches import as_dict, batch_size
+from .callbacks import Callback, FitState
 from .model import Model
-from .training import Callback, FitState
 
 __all__ = ["EMA"]
 
@@ -60,7 +59,7 @@ class _Shadow(nn.Module):
                 avg.lerp_(t.detach().to(avg.dtype), 1.0 - decay)
             else:
                 avg.copy_(t)
-        self.num_updates += 1
+        self.get_buffer("num_updates").add_(1)
 
     @torch.no_grad()
     def swap(self, module: nn.Module) -> None:
@@ -70,15 +69,6 @@ class _Shadow(nn.Module):
             tmp = t.detach().clone()
             t.copy_(avg)
             avg.copy_(tmp)
-
-
-def _as_dict(batch: Any, keys: Sequence[str | None] | None) -> dict[str, Any]:
-    if isinstance(batch, Mapping):
-        return dict(batch)
-    if keys is None:
-        raise TypeError(f"EMA: the test loader yields {type(batch).__name__}, not a dict; give keys=(...)")
-    batch = (batch,) if isinstance(batch, torch.Tensor) else batch
-    return {k: v for k, v in zip(keys, batch, strict=True) if k is not None}
 
 
 class EMA(Callback):
@@ -127,7 +117,7 @@ class EMA(Callback):
     @property
     def num_updates(self) -> int:
         """Optimizer steps averaged so far (restored with the shadow weights)."""
-        return int(self.shadow.num_updates)
+        return int(self.shadow.get_buffer("num_updates"))
 
     def averaged(self) -> dict[str, torch.Tensor]:
         """The averaged tensors, named as in ``model.distributions.state_dict()``."""
@@ -161,17 +151,15 @@ class EMA(Callback):
         count = 0
         with self.swapped():
             for batch in loader:
-                x_dict = _as_dict(batch, keys)
-                n = next((int(v.shape[0]) for v in x_dict.values() if isinstance(v, torch.Tensor) and v.ndim), 1)
+                x_dict = as_dict(batch, keys, "EMA")
+                n = batch_size(x_dict)
                 loss, terms = self.model.test(x_dict, return_terms=True)
                 for k, v in {"loss": loss, **terms}.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * n
                 count += n
         return {k: v / max(count, 1) for k, v in sums.items()}
 
-    def on_epoch_end(self, model: Model, state: FitState, logs: Mapping[str, float]) -> None:
+    def epoch_metrics(self, model: Model, state: FitState, logs: Mapping[str, float]) -> Mapping[str, float]:
         if self.test_loader is None:
-            return
-        results = self.evaluate(self.test_loader, self.keys)
-        if isinstance(logs, MutableMapping):
-            logs.update({f"test/ema/{k}": v for k, v in results.items()})
+            return {}
+        return {f"test/ema/{k}": v for k, v in self.evaluate(self.test_loader, self.keys).items()}

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import optim
 
+from ..distributions.distributions import Distribution
 from ..distributions.special import EmpiricalDistribution
 from ..losses.adversarial import AdversarialJensenShannon
 from .model import Model
@@ -63,8 +64,8 @@ class GAN(Model):
 
     def __init__(
         self,
-        p,
-        discriminator,
+        p: Distribution,
+        discriminator: Distribution,
         optimizer: type[optim.Optimizer] = optim.Adam,
         optimizer_params: Mapping[str, Any] | None = None,
         d_optimizer: type[optim.Optimizer] = optim.Adam,
@@ -99,7 +100,7 @@ class GAN(Model):
             raise TypeError(f"{where}: the critic is trained by the model itself; do not pass discriminator=")
 
     def train(self, train_x_dict: Mapping[str, Any] | None = None, adversarial_loss: bool = True,
-              **options: Any):
+              **options: Any) -> Any:
         """One step of the critic (when ``adversarial_loss``), then one of the generator.
 
         Returns ``(loss, d_loss)``, both detached, or ``loss`` alone when ``adversarial_loss=False``.
@@ -110,11 +111,13 @@ class GAN(Model):
         d_loss = None
         if adversarial_loss:
             d_options = {k: v for k, v in options.items() if k == "batch_n"}
-            d_loss = self.loss_cls.loss_train(x_dict, **d_options)
+            adversarial: Any = self.loss_cls  # an adversarial loss: it steps the critic itself
+            d_loss = adversarial.loss_train(x_dict, **d_options)
         loss = super().train(x_dict, **options)
         return loss if d_loss is None else (loss, d_loss)
 
-    def test(self, test_x_dict: Mapping[str, Any] | None = None, adversarial_loss: bool = True, **options: Any):
+    def test(self, test_x_dict: Mapping[str, Any] | None = None, adversarial_loss: bool = True,
+             **options: Any) -> Any:
         """The generator's loss (and the critic's, when ``adversarial_loss``), without gradients."""
         self._refuse_discriminator_option("GAN.test()", options)
         x_dict = self._to_device(test_x_dict)
@@ -122,4 +125,5 @@ class GAN(Model):
         if not adversarial_loss:
             return loss
         d_options = {k: v for k, v in options.items() if k == "batch_n"}
-        return loss, self.test_loss_cls.loss_test(x_dict, **d_options)
+        adversarial: Any = self.test_loss_cls
+        return loss, adversarial.loss_test(x_dict, **d_options)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn, optim
 
+from ..distributions.distributions import Distribution
 from ..utils import tolist
 from .model import Model
 
@@ -42,7 +43,7 @@ class ML(Model):
 
     def __init__(
         self,
-        p,
+        p: Distribution,
         other_distributions: Sequence[nn.Module] | nn.Module = (),
         optimizer: type[optim.Optimizer] = optim.Adam,
         optimizer_params: Mapping[str, Any] | None = None,

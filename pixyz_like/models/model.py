@@ -8,18 +8,19 @@ import numbers
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn, optim
-from torch.nn.utils import clip_grad_norm_, clip_grad_value_, get_total_norm
 
 from ..distributions.distributions import Distribution
-from ..errors import CheckpointError, NonFiniteGradientError, NonFiniteLossError, OptionError, ShapeError
+from ..errors import CheckpointError, OptionError, ShapeError
 from ..losses.losses import Loss
 from ..utils import check_options, tolist
 from . import _checkpoint as ckpt
+from .step import Stepper
+from .training import fit as _fit
 
 __all__ = ["Model", "CheckpointError"]
 
@@ -61,16 +62,30 @@ def _clip_option(name: str, value: Any) -> float | None:
     return float(value)
 
 
-def _non_finite_entries(tensors: Mapping[str, Any]) -> list[str]:
-    """``name (n non-finite of N, first at index i)`` for each floating tensor holding NaN or inf."""
-    found = []
-    for name, t in tensors.items():
-        if isinstance(t, torch.Tensor) and t.is_floating_point():
-            bad = ~torch.isfinite(t.detach())
-            if bool(bad.any()):
-                first = tuple(int(i) for i in bad.nonzero()[0]) if t.ndim else ()
-                found.append(f"{name!r} ({int(bad.sum())} non-finite of {t.numel()}, first at index {first})")
-    return found
+# Optimizers whose fused kernel (one kernel for all parameters) Model uses unless told otherwise.
+_FUSABLE: tuple[type[optim.Optimizer], ...] = (optim.Adam, optim.AdamW)
+# optimizer_params that choose an implementation (or exclude the fused one) themselves.
+_IMPLEMENTATION_OPTIONS = frozenset({"fused", "foreach", "differentiable", "capturable"})
+
+
+def _fused_supported(params: Sequence[torch.Tensor]) -> bool:
+    """Whether torch has a fused optimizer kernel for every parameter's device and dtype."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # an older torch: no fused kernels outside CUDA
+        return False
+    devices = set(_get_fused_kernels_supported_devices())
+    return all(p.is_floating_point() and not p.is_sparse and p.device.type in devices for p in params)
+
+
+def _make_optimizer(cls: type[optim.Optimizer], params: list[nn.Parameter],
+                    optimizer_params: Mapping[str, Any] | None) -> optim.Optimizer:
+    """``cls(params, **optimizer_params)``; Adam and AdamW fused where supported and not chosen otherwise
+    (their per-parameter loops were about 15% of the quick-start VAE's CPU step)."""
+    kwargs = dict(optimizer_params or {})
+    if cls in _FUSABLE and not (_IMPLEMENTATION_OPTIONS & kwargs.keys()) and _fused_supported(params):
+        kwargs["fused"] = True
+    return cls(params, **kwargs)
 
 
 class Model:
@@ -81,7 +96,10 @@ class Model:
         test_loss: the loss ``test`` reports (defaults to ``loss``).
         distributions: the distributions (or any ``nn.Module``) whose parameters are trained; one whose
             parameters the loss never uses is reported with a warning (it would train nothing).
-        optimizer: an optimizer class; ``optimizer_params`` are its keyword arguments.
+        optimizer: an optimizer class; ``optimizer_params`` are its keyword arguments. Adam and
+            AdamW (Adam is the default) use torch's fused kernel (``fused=True``) where every
+            parameter's device supports it, unless ``optimizer_params`` sets ``fused``, ``foreach``,
+            ``differentiable`` or ``capturable``.
         clip_grad_norm: clip the gradients' total norm to this value before each step (a positive
             finite number, or ``None``).
         clip_grad_value: clip each gradient element to ``[-value, value]`` before each step (a
@@ -109,8 +127,8 @@ class Model:
 
     def __init__(
         self,
-        loss,
-        test_loss=None,
+        loss: Loss,
+        test_loss: Loss | None = None,
         distributions: Sequence[nn.Module] | nn.Module = (),
         optimizer: type[optim.Optimizer] = optim.Adam,
         optimizer_params: Mapping[str, Any] | None = None,
@@ -121,8 +139,8 @@ class Model:
     ) -> None:
         self.clip_norm = clip_grad_norm
         self.clip_value = clip_grad_value
-        self.loss_cls = None
-        self.test_loss_cls = None
+        self.loss_cls: Loss
+        self.test_loss_cls: Loss
         self.set_loss(loss, test_loss)
         modules = tolist(distributions)
         for m in modules:
@@ -138,10 +156,11 @@ class Model:
         if not params:
             raise ValueError("Model: the distributions given have no trainable parameters")
         self._warn_unused(modules)
-        self.optimizer = optimizer(params, **dict(optimizer_params or {}))
+        self.optimizer = _make_optimizer(optimizer, params, optimizer_params)
         self.retain_graph = retain_graph
+        self._stepper = Stepper(self)  # Model.train's step (fit builds its own, with its options)
 
-    def set_loss(self, loss, test_loss=None) -> None:
+    def set_loss(self, loss: Loss, test_loss: Loss | None = None) -> None:
         """Replace the training (and test) loss.
 
         >>> from pixyz_like.distributions import Normal
@@ -225,7 +244,7 @@ class Model:
             k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in x_dict.items()
         }
 
-    def _check_options(self, where: str, loss, options: Mapping[str, Any]) -> None:
+    def _check_options(self, where: str, loss: Loss, options: Mapping[str, Any]) -> None:
         if loss is self.loss_cls:
             valid = self._train_options
         elif loss is self.test_loss_cls:
@@ -234,118 +253,58 @@ class Model:
             valid = _loss_options(loss)
         check_options(where, options, valid)
 
-    def train(self, train_x_dict: Mapping[str, Any] | None = None, **options: Any):
+    def _device(self) -> torch.device:
+        """Where the model trains: ``device``, else that of its first parameter."""
+        if self.device is not None:
+            return self.device
+        return next(self.distributions.parameters()).device
+
+    def _overrides(self, method: str) -> bool:
+        """Whether this model's class defines its own ``method`` (``"train"``, ``"test"``)."""
+        return getattr(type(self), method) is not getattr(Model, method)
+
+    def train(self, train_x_dict: Mapping[str, Any] | None = None, **options: Any) -> Any:
         """One optimisation step on a batch; returns the loss, detached (and the terms if asked).
 
         ``options`` are passed to the loss's ``eval`` (e.g. ``batch_n=8`` for a model with no inputs);
         ``return_terms=True`` returns ``(loss, {term: value})`` with each named term's batch mean.
+        The step is :mod:`pixyz_like.models.step`'s, the one ``fit`` takes.
 
         Raises:
             NonFiniteLossError: the loss is NaN or infinite (the message names the inputs and terms
                 that are not finite); the step is not taken.
             NonFiniteGradientError: a gradient is NaN or infinite; the step is not taken.
-            ShapeError: an empty batch.
+            ShapeError: an empty batch, or a loss that is not a scalar.
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+        >>> p.loc = torch.nn.Parameter(p.loc.clone())
+        >>> model = Model(-p.log_prob().mean(), distributions=[p], optimizer=torch.optim.SGD,
+        ...               optimizer_params={"lr": 0.5})
+        >>> loss, terms = model.train({"x": torch.full((4, 1), 2.0)}, return_terms=True)
+        >>> round(loss.item(), 4), list(terms), p.loc.item()
+        (2.9189, ['log p(x)'], 1.0)
         """
+        if not torch.is_grad_enabled():
+            raise OptionError("Model.train(): called with gradients disabled (inside torch.no_grad() or "
+                              "torch.inference_mode()); a training step needs them: call it outside that block")
         self._check_options("Model.train()", self.loss_cls, options)
         return_terms = options.pop("return_terms", False)
         x_dict = self._to_device(train_x_dict, "Model.train()")
         self.distributions.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, terms = self._train_loss(x_dict, options, return_terms)
-        loss.backward(retain_graph=self.retain_graph)
-        norm = self._clip_gradients()
-        self._check_step(loss, norm, x_dict, terms)
-        self.optimizer.step()
-        loss = loss.detach()
-        return (loss, terms) if return_terms else loss
+        result = self._stepper.step(x_dict, options, return_terms, "Model.train()")
+        return (result.loss, result.terms) if return_terms else result.loss
 
-    def _train_loss(
-        self, x_dict: dict[str, Any], options: Mapping[str, Any], return_terms: bool, loss_fn=None
-    ):
-        """Evaluate the training loss (through ``loss_fn``, e.g. a compiled one); check it is a scalar."""
-        if loss_fn is None:
-            result = self.loss_cls.eval(x_dict, return_terms=return_terms, **options)
-        else:
-            result = loss_fn(x_dict)
-        loss, terms = result if return_terms else (result, None)
-        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
-            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ShapeError(
-                f"Model.train(): the loss {self.loss_cls} evaluated to shape {shape}; a training loss must be "
-                "a scalar: end the formula with .mean() or .sum()"
-            )
-        return loss, terms
-
-    def _stepped_grads(self) -> list[torch.Tensor]:
-        """The gradients the optimizer would apply (from its parameter lists: no module traversal)."""
-        return [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-
-    def _clip_gradients(self) -> torch.Tensor | None:
-        """Clip as configured; return the gradients' total norm when clipping by norm computed it."""
-        norm = None
-        if self.clip_norm is not None:
-            norm = clip_grad_norm_(self.distributions.parameters(), self.clip_norm)
-        if self.clip_value is not None:
-            clip_grad_value_(self.distributions.parameters(), self.clip_value)
-        return norm
-
-    def _check_step(self, loss: torch.Tensor | None, norm: torch.Tensor | None, x_dict: Mapping[str, Any],
-                    terms: Mapping[str, Any] | None = None, where: str = "Model.train()") -> None:
-        """Refuse the step (before the optimizer sees it) if the loss or a gradient is not finite.
-
-        One fused reduction (the gradients' total norm, reused from norm clipping when it ran) and
-        one host synchronisation per step; the details are gathered only when the check fails.
-        """
-        if self._all_finite(loss, norm):
-            return
-        if loss is not None and not bool(torch.isfinite(loss.detach())):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLossError(self._non_finite_loss_message(where, loss, x_dict, terms))
-        bad = [n for n, p in self.distributions.named_parameters()
-               if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-        if not bad:
-            return  # only the norm overflowed: every gradient is finite
-        self.optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteGradientError(
-            f"{where}: the loss is finite but the gradients of {bad[:8]} are not (NaN or infinite); the optimizer "
-            "step was not taken, the parameters and the optimizer's state are unchanged"
-        )
-
-    def _all_finite(self, loss: torch.Tensor | None, norm: torch.Tensor | None) -> bool:
-        """Whether the loss and every gradient are finite: one fused norm per gradient (or the clipping's
-        total norm), stacked with the loss into one tensor, read by one ``bool``."""
-        if norm is not None:
-            parts = [norm.detach()]
-        else:
-            grads = self._stepped_grads()
-            same_device = len({g.device for g in grads}) == 1 and not any(g.is_sparse for g in grads)
-            parts = list(torch._foreach_norm(grads)) if same_device else [get_total_norm(grads)]
-        if loss is not None:
-            parts.append(loss.detach().to(parts[0].device) if parts else loss.detach())
-        return not parts or bool(torch.isfinite(torch.stack(parts)).all())
-
-    def _non_finite_loss_message(self, where: str, loss: torch.Tensor, x_dict: Mapping[str, Any],
-                                 terms: Mapping[str, Any] | None) -> str:
-        detail = []
-        inputs = _non_finite_entries(x_dict)
-        if inputs:
-            detail.append(f"inputs {', '.join(inputs)}")
-        bad_terms = [k for k, v in (terms or {}).items() if not math.isfinite(float(v))]
-        if bad_terms:
-            detail.append(f"terms {bad_terms}")
-        weights = _non_finite_entries(dict(self.distributions.named_parameters()))
-        if weights:
-            detail.append(f"parameters {', '.join(weights[:4])}")
-        found = f" (not finite: {'; '.join(detail)})" if detail else ""
-        return (
-            f"{where}: the loss {self.loss_cls} is {float(loss.detach())}{found}; the optimizer step was not "
-            "taken, the parameters and the optimizer's state are unchanged"
-        )
-
-    def test(self, test_x_dict: Mapping[str, Any] | None = None, **options: Any):
+    def test(self, test_x_dict: Mapping[str, Any] | None = None, **options: Any) -> Any:
         """Evaluate the test loss without gradients, networks in eval mode; returns it detached.
 
         ``options`` are passed to the test loss's ``eval`` (e.g. ``batch_n=8``, ``return_terms=True``).
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+        >>> p.loc = torch.nn.Parameter(p.loc.clone())
+        >>> Model(-p.log_prob().mean(), distributions=[p]).test({"x": torch.zeros(2, 1)})
+        tensor(0.9189)
         """
         self._check_options("Model.test()", self.test_loss_cls, options)
         return_terms = options.pop("return_terms", False)
@@ -479,10 +438,10 @@ class Model:
                 theirs = [len(g["params"]) for g in saved_optimizers[k]["param_groups"]]
                 if ours != theirs:
                     problems.append(f"optimizer {k}: parameter groups of sizes {theirs} vs {ours}")
-        problems = [p for p in problems if p]
-        if problems:
+        found = [p for p in problems if p]
+        if found:
             raise CheckpointError(
-                f"{source} belongs to another model ({type(self).__name__}): " + " | ".join(problems)
+                f"{source} belongs to another model ({type(self).__name__}): " + " | ".join(found)
             )
         self.distributions.load_state_dict(state["distributions"])
         for k, m in modules.items():
@@ -527,92 +486,17 @@ class Model:
         :class:`~pixyz_like.errors.CheckpointError` naming the file and the problem, and leaves the
         model as it was.
         """
-        state, layout, source = ckpt.read_checkpoint(path, "Model.load()")
+        self._load_file(path, "Model.load()")
+
+    def _load_file(self, path: str | os.PathLike, where: str,
+                   check: Callable[[Mapping[str, Any], str], None] | None = None) -> dict[str, Any]:
+        """Read the checkpoint ``path`` (``check`` its extra entries first), load it; return its state."""
+        state, layout, source = ckpt.read_checkpoint(path, where)
+        if check is not None:
+            check(state, source)
         self._load_state(state, source, layout)
+        return state
 
     # ------------------------------------------------------------------ training loop
-    def fit(
-        self,
-        train_loader,
-        epochs: int = 1,
-        test_loader=None,
-        *,
-        keys: Sequence[str | None] | None = None,
-        schedules: Mapping[str, Any] | None = None,
-        callbacks: Sequence[Any] = (),
-        log_dir: str | None = None,
-        progress: bool = True,
-        checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int | None = None,
-        resume: str | os.PathLike | None = None,
-        max_steps: int | None = None,
-        compile: bool | Mapping[str, Any] = False,
-        amp: bool | str = False,
-        accumulate: int = 1,
-        options: Mapping[str, Any] | None = None,
-    ) -> list[dict[str, float]]:
-        r"""Train for ``epochs`` epochs over ``train_loader``; return one dict of epoch means per epoch.
-
-        Each optimizer step minimises the mean loss over ``accumulate`` batches (and, under
-        ``torchrun``, over all processes):
-        :math:`\theta \leftarrow \mathrm{step}\big(\nabla_\theta \frac{1}{A W}\sum_{a,r} L(x_{a,r})\big)`.
-
-        Args:
-            train_loader: an iterable of batches: dicts ``{name: tensor}``, or tuples named by ``keys``.
-            epochs: the total number of epochs (a resumed run continues up to it).
-            test_loader: batches for the test loss, evaluated after each epoch.
-            keys: names of the elements of tuple batches, ``None`` to drop one (e.g. ``("x", None)``
-                for torchvision's ``(image, label)``).
-            schedules: ``{name: schedule(step) -> float}``: each value enters the input dict under its
-                name at every step, e.g. ``{"beta": linear_warmup(0, 1, 1000)}`` for a loss using
-                ``Parameter("beta")`` (see :mod:`pixyz_like.losses.schedules`).
-            callbacks: :class:`~pixyz_like.models.training.Callback` objects (``on_step_end``,
-                ``on_epoch_end``...).
-            log_dir: write TensorBoard logs there (a
-                :class:`~pixyz_like.models.training.TensorBoardLogger`; add one to ``callbacks``
-                yourself for image grids).
-            progress: show a tqdm progress bar.
-            checkpoint: path of the checkpoint written (atomically) after each epoch, every
-                ``checkpoint_every`` steps and when training stops early.
-            checkpoint_every: also write the checkpoint every this many optimizer steps.
-            resume: a checkpoint written by ``fit`` to continue from exactly: parameters, optimizers,
-                counters, the epoch's shuffle order and every random state.
-            max_steps: stop after this many optimizer steps in all (counted across resumes).
-            compile: ``torch.compile`` the loss evaluation (``True``, or a dict of ``torch.compile``
-                arguments); falls back to eager with a warning where unsupported.
-            amp: mixed precision on CUDA: ``True`` (bfloat16 where supported, else float16 with
-                gradient scaling), ``"bf16"`` or ``"fp16"``. On CPU, ``amp=True`` raises an error
-                rather than silently doing nothing; ``amp="bf16"`` opts in to CPU bfloat16 autocast.
-            accumulate: average the gradients of this many batches before each optimizer step.
-            options: options passed to the loss at each evaluation (e.g. ``{"batch_n": 8}``).
-
-        Raises:
-            MissingVariableError: a batch lacks a variable the loss needs (the message names it).
-            NonFiniteLossError: the loss became NaN/inf; the message names the step and the term.
-            NonFiniteGradientError: a gradient became NaN/inf (the step is not taken either).
-            CheckpointError: ``resume`` is unreadable, corrupted, or not a ``fit`` checkpoint of
-                this model.
-            OptionError: a count that means nothing (``max_steps=-1``, ``accumulate=0``...).
-
-        A subclass with its own ``train`` (e.g. a GAN stepping a critic) is trained through that
-        ``train``; ``accumulate``, ``amp`` and ``compile`` then do not apply. Under ``torchrun`` see
-        :mod:`pixyz_like.models.distributed`.
-
-        >>> from torch.utils.data import DataLoader, TensorDataset
-        >>> from pixyz_like.distributions import Normal
-        >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
-        >>> p.loc = torch.nn.Parameter(p.loc.clone())
-        >>> model = Model(-p.log_prob().mean(), distributions=[p], optimizer_params={"lr": 0.1})
-        >>> loader = DataLoader(TensorDataset(torch.full((64, 1), 2.0)), batch_size=16)
-        >>> history = model.fit(loader, epochs=20, keys=("x",), progress=False)
-        >>> round(p.loc.item(), 1), len(history)
-        (2.0, 20)
-        """
-        from .training import fit
-
-        return fit(
-            self, train_loader, epochs, test_loader, keys=keys, schedules=schedules, callbacks=callbacks,
-            log_dir=log_dir, progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-            resume=resume, max_steps=max_steps, compile=compile, amp=amp, accumulate=accumulate,
-            options=options,
-        )
+    #: :func:`pixyz_like.models.training.fit` with this model: ``model.fit(train_loader, epochs, ...)``.
+    fit = _fit

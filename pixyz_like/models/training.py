@@ -1,437 +1,307 @@
-r"""The training loop behind :meth:`Model.fit <pixyz_like.models.Model.fit>`: callbacks, logging,
-weight schedules, resumable checkpoints, ``torch.compile``, mixed precision, gradient accumulation and
-data-parallel training.
+r"""The training loop behind :meth:`Model.fit <pixyz_like.models.Model.fit>`.
 
-The loop, per epoch: for each batch of ``train_loader`` (a dict ``{name: tensor}``, or a tuple named by
-``keys``), add the scheduled values (``schedules``), evaluate the loss, back-propagate, and every
-``accumulate`` batches average the gradients (over batches and, under ``torchrun``, over processes),
-clip them and take one optimizer step; then evaluate the test loss over ``test_loader``, call the
-callbacks and write a checkpoint.
+:func:`fit` checks its arguments and assembles a :class:`Trainer` from parts that each live in their
+own module:
 
-Callback protocol (subclass :class:`Callback`, override any of)::
+==============================  ==================================================================
+the step                        :mod:`~pixyz_like.models.step` (shared with ``Model.train``):
+                                evaluate, back-propagate, accumulate, check, clip, step
+mixed precision                 :mod:`~pixyz_like.models.precision` (``amp=``)
+``torch.compile``               :mod:`~pixyz_like.models.compiled` (``compile=``)
+data-parallel training          :mod:`~pixyz_like.models.distributed` (``torchrun``)
+batches, schedules, loaders     :mod:`~pixyz_like.models.batches` (``keys=``, ``schedules=``,
+                                :class:`~pixyz_like.models.batches.ZipLoader`)
+checkpoints and resumption      :mod:`~pixyz_like.models.resume` (``checkpoint=``, ``resume=``)
+callbacks and counters          :mod:`~pixyz_like.models.callbacks` (``callbacks=``)
+logging                         :mod:`~pixyz_like.models.tensorboard_logger` (``log_dir=``)
+==============================  ==================================================================
 
-    on_fit_start(model, state)          # once, before the first epoch (also after a resume)
-    on_epoch_start(model, state)        # before an epoch's first batch (not when resuming mid-epoch)
-    on_step_end(model, state, logs)     # after each optimizer step; logs = {"loss": float, term: float,
-                                        #   "lr/optimizer": float, "schedule/beta": float, ...}
-    on_epoch_end(model, state, logs)    # after the test pass; logs = {"train/loss", "train/<term>",
-                                        #   "test/loss", "test/<term>", "epoch", "step"}
-    on_fit_end(model, state)            # once, after the last epoch (also after a stop)
-
-``state`` is the :class:`FitState` (epoch, step, batch counters); a callback stops training after the
-current step by setting ``state.stop = True``. Callbacks run on every process under ``torchrun`` (so
-they may use collectives); check ``state.is_main_process`` before writing files.
+The loop, per epoch: for each batch of ``train_loader`` (a dict ``{name: tensor}``, or a tuple named
+by ``keys``), add the scheduled values, evaluate the loss and back-propagate; every ``accumulate``
+batches take one optimizer step (gradients averaged over the batches and, under ``torchrun``, over
+processes); then evaluate the test loss over ``test_loader``, call the callbacks and write a
+checkpoint. A model whose class defines its own ``train`` (a GAN stepping a critic and a generator)
+is stepped through that ``train`` instead, one call per batch.
 """
 
 from __future__ import annotations
 
 import math
-import random
-import re
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Any
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.distributed as dist
 
-from ..errors import (
-    CheckpointError,
-    MissingVariableError,
-    NonFiniteLossError,
-    OptionError,
-    PixyzLikeError,
-    missing_variable_error,
-)
+from ..errors import NonFiniteLossError, OptionError
 from . import distributed as pdist
-from ._checkpoint import check_number, read_checkpoint, write_checkpoint
-from .model import Model
+from .batches import Batches, Keys, batch_size, loaders_of
+from .callbacks import Callback, CallbackList, EpochPrinter, EveryEpoch, FitState
+from .compiled import CompiledLoss
+from .precision import precision
+from .resume import Checkpointer, EpochSums, Resumption, rng_state
+from .step import BatchResult, Stepper
+from .tensorboard_logger import TensorBoardLogger
 
-__all__ = ["Callback", "FitState", "TensorBoardLogger", "NonFiniteLossError", "fit"]
+if TYPE_CHECKING:
+    from .model import Model
 
+# Callback, FitState, TensorBoardLogger and NonFiniteLossError are re-exported: callbacks import them from here.
+__all__ = ["Callback", "EpochPrinter", "EveryEpoch", "FitState", "TensorBoardLogger", "NonFiniteLossError",
+           "ModelStep", "OwnStep", "Trainer", "fit"]
 
-@dataclass
-class FitState:
-    """Counters of a ``fit`` run, passed to callbacks and saved in checkpoints.
-
-    Attributes:
-        epoch: the current epoch, counted from 0.
-        step: optimizer steps taken so far (across resumes); schedules are evaluated at it.
-        batch: batches consumed in the current epoch.
-        epochs: the number of epochs ``fit`` runs to.
-        stop: set it to ``True`` to stop after the current step.
-        history: one dict of epoch means per finished epoch (what ``fit`` returns).
-        is_main_process: whether this process is rank 0 (the one that logs and saves).
-
-    >>> FitState(epochs=3).epoch
-    0
-    """
-
-    epoch: int = 0
-    step: int = 0
-    batch: int = 0
-    epochs: int = 0
-    stop: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)
-    is_main_process: bool = True
+StepLogs = tuple[dict[str, float], int]  # the loss and terms of one optimizer step, and its data points
 
 
-class Callback:
-    """Base class of ``fit`` callbacks: every hook does nothing; override the ones you need.
-
-    >>> class PrintLoss(Callback):
-    ...     def on_epoch_end(self, model, state, logs):
-    ...         print(f"epoch {state.epoch + 1}: {logs['train/loss']:.3f}")
-    """
-
-    def on_fit_start(self, model: Model, state: FitState) -> None:
-        """Called once before the first epoch."""
-
-    def on_epoch_start(self, model: Model, state: FitState) -> None:
-        """Called before the first batch of an epoch."""
-
-    def on_step_end(self, model: Model, state: FitState, logs: Mapping[str, float]) -> None:
-        """Called after each optimizer step with that step's loss, terms, learning rates and schedules."""
-
-    def on_epoch_end(self, model: Model, state: FitState, logs: Mapping[str, float]) -> None:
-        """Called after each epoch's test pass with the epoch means."""
-
-    def on_fit_end(self, model: Model, state: FitState) -> None:
-        """Called once when training ends."""
+def _value_names(model: Model, count: int) -> list[str]:
+    """The names of the values a model's own ``train``/``test`` returns (``loss_names``, else
+    ``loss``, ``loss_2``...)."""
+    names = list(getattr(model, "loss_names", ()))
+    return names or ["loss"] + [f"loss_{i + 2}" for i in range(count - 1)]
 
 
-def _tb_tag(tag: str) -> str:
-    """A term's tag as TensorBoard accepts it: ``KL[q(z|x)||p_prior(z)]`` becomes ``KL_q_z_x_p_prior_z``."""
-    return "/".join(re.sub(r"[^-\w.]+", "_", part).strip("_") for part in tag.split("/"))
+def _own_values(model: Model, out: Any) -> dict[str, float]:
+    losses = out if isinstance(out, tuple) else (out,)
+    return {nm: float(v) for nm, v in zip(_value_names(model, len(losses)), losses, strict=False)}
 
 
-class TensorBoardLogger(Callback):
-    """Write every step's loss, named terms, learning rates and schedules, the epoch means of the
-    train and test losses and terms, and image grids, to TensorBoard (tensorboardX). Rank 0 only.
+def _step_means(batches: list[BatchResult]) -> StepLogs:
+    """The step's loss and terms, averaged over its batches weighted by size, read in one transfer."""
+    keys = list(batches[0].terms or {})
+    rows = torch.stack([torch.stack([b.loss.float(), *(b.terms[k].float() for k in keys)])  # type: ignore[index]
+                        for b in batches]).tolist()
+    sizes = [b.n for b in batches]
+    total = sum(sizes)
+    means = [sum(r[j] * n for r, n in zip(rows, sizes, strict=True)) / total for j in range(len(keys) + 1)]
+    return dict(zip(["loss", *keys], means, strict=True)), total
+
+
+class ModelStep:
+    """``fit``'s step for a model trained by ``Model.train``'s computation: a :class:`Stepper`
+    with the run's precision, compilation and accumulation."""
+
+    def __init__(self, model: Model, options: Mapping[str, Any], amp: bool | str,
+                 compile: bool | Mapping[str, Any], accumulate: int) -> None:
+        compile_options = (dict(compile) if isinstance(compile, Mapping) else {}) if compile else None
+        loss_fn = CompiledLoss(model, options, compile_options) if compile_options is not None else None
+        self.model, self.options, self.accumulate = model, dict(options), accumulate
+        self.stepper = Stepper(model, precision(amp, model._device()), loss_fn, accumulate)
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        return self.stepper.scaler
+
+    def hooks(self) -> AbstractContextManager[object]:
+        return nullcontext()
+
+    def batch(self, x_dict: dict[str, Any], state: FitState) -> StepLogs | None:
+        """Back-propagate one batch; take the step when the group is complete (its logs, else None)."""
+        x_dict = self.model._to_device(x_dict, "Model.fit()")
+        self.stepper.backward(x_dict, state.where(), self.options, True, batch_size(x_dict))
+        if len(self.stepper.pending) < self.accumulate:
+            return None
+        return _step_means(self.stepper.update(state.where()))
+
+    def flush(self, state: FitState) -> StepLogs | None:
+        """Step on the batches of a group left short by the end of an epoch."""
+        return _step_means(self.stepper.update(state.where())) if self.stepper.pending else None
+
+
+class OwnStep:
+    """``fit``'s step for a model whose class defines its own ``train`` (e.g. a GAN), one call per
+    batch; its optimizers average their gradients over processes just before they step."""
+
+    scaler = None
+
+    def __init__(self, model: Model, options: Mapping[str, Any]) -> None:
+        self.model, self.options = model, dict(options)
+
+    def hooks(self) -> AbstractContextManager[object]:
+        return pdist.averaged_before_steps(self.model._named_optimizers().values())
+
+    def batch(self, x_dict: dict[str, Any], state: FitState) -> StepLogs | None:
+        values = _own_values(self.model, self.model.train(x_dict, **self.options))
+        bad = [nm for nm, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(f"{state.where()} {bad} of {type(self.model).__name__}.train() are not finite")
+        return values, batch_size(x_dict)
+
+    def flush(self, state: FitState) -> StepLogs | None:
+        return None
+
+
+def _test_values(model: Model, x_dict: dict[str, Any], options: Mapping[str, Any]) -> dict[str, float]:
+    if model._overrides("test"):
+        return _own_values(model, model.test(x_dict, **options))
+    loss, terms = model.test(x_dict, return_terms=True, **options)
+    return {"loss": float(loss), **{k: float(v) for k, v in terms.items()}}
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Trainer:
+    """One ``fit`` run: the parts, assembled once, and the loop over epochs, batches and steps.
 
     Args:
-        log_dir: the run's folder (``tensorboard --logdir`` its parent).
-        images: ``images(model) -> {tag: tensor}`` called at each epoch end under ``torch.no_grad()``;
-            each tensor is a batch of images ``(N, C, H, W)`` in ``[0, 1]`` (or ``(N, D)`` with
-            ``image_shape``), drawn as one grid with :func:`torchvision.utils.make_grid`, e.g.
-            samples ``p.sample(...)["x"]`` and reconstructions.
-        image_shape: the ``(C, H, W)`` shape flat images are reshaped to, e.g. ``(1, 28, 28)``.
-        every_n_steps: write step scalars every this many steps.
+        model: the model trained.
+        step: :class:`ModelStep` or :class:`OwnStep`.
+        batches: turns loader items into input dicts (keys, schedules).
+        callbacks: the run's callbacks (loggers included).
+        checkpointer: where and how often checkpoints are written.
+        options: the loss options of the test pass.
+        progress: show a tqdm bar (rank 0).
+        max_steps: stop after this many optimizer steps in all.
 
-    Tags: ``train/<name>`` and ``lr/...``, ``schedule/...`` per step; ``train_epoch/<name>`` and
-    ``test/<name>`` per epoch; all against the global step. A term's name is its tag from
-    ``Loss.eval(..., return_terms=True)`` with the characters TensorBoard refuses replaced by ``_``
-    (``train/KL_q_z_x_p_prior_z``).
-
-    >>> import tempfile
-    >>> logger = TensorBoardLogger(tempfile.mkdtemp(), image_shape=(1, 28, 28))
+    >>> from pixyz_like.distributions import Normal
+    >>> from pixyz_like.models import Model
+    >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+    >>> p.loc = torch.nn.Parameter(p.loc.clone())
+    >>> model = Model(-p.log_prob().mean(), distributions=[p], optimizer_params={"lr": 0.1})
+    >>> trainer = Trainer(model, ModelStep(model, {}, False, False, 1), Batches(None, {}, None),
+    ...                   CallbackList([]), Checkpointer(None), {}, progress=False)
+    >>> len(trainer.run([{"x": torch.ones(4, 1)}] * 3, epochs=2))
+    2
     """
 
-    def __init__(
-        self,
-        log_dir: str,
-        images: Callable[[Model], Mapping[str, torch.Tensor]] | None = None,
-        image_shape: Sequence[int] | None = None,
-        every_n_steps: int = 1,
-    ) -> None:
-        self.log_dir = log_dir
-        self.images = images
-        self.image_shape = tuple(image_shape) if image_shape is not None else None
-        self.every_n_steps = max(1, int(every_n_steps))
-        self.writer = None
+    def __init__(self, model: Model, step: ModelStep | OwnStep, batches: Batches, callbacks: CallbackList,
+                 checkpointer: Checkpointer, options: Mapping[str, Any], progress: bool = True,
+                 max_steps: int | None = None) -> None:
+        self.model, self.step, self.batches, self.callbacks = model, step, batches, callbacks
+        self.checkpointer, self.options = checkpointer, dict(options)
+        self.progress, self.max_steps = progress, max_steps
+        self.sums, self.resumption = EpochSums({}), Resumption()
+        self.epoch_rng: dict[str, Any] | None = None
 
-    def on_fit_start(self, model, state):
-        if state.is_main_process and self.writer is None:
-            from tensorboardX import SummaryWriter
+    # ------------------------------------------------------------------ the run
+    def run(self, train_loader: Iterable, epochs: int, test_loader: Iterable | None = None,
+            resume: str | os.PathLike | None = None) -> list[dict[str, float]]:
+        """Train up to ``epochs`` epochs (from the checkpoint ``resume``); return the history."""
+        model = self.model
+        state = FitState(epochs=epochs, is_main_process=pdist.is_main_process())
+        train_loader = pdist.shard(train_loader)
+        test_loader = pdist.shard(test_loader) if test_loader is not None else None
+        if resume is not None:
+            self.sums, self.resumption = self.checkpointer.restore(resume, model, state, self.step.scaler)
+        # All processes start from rank 0's parameters (a fresh run may have initialised them differently).
+        pdist.broadcast_state(model.distributions)
+        for m in model._extra_modules().values():
+            pdist.broadcast_state(m)
+        with self.callbacks.running(model, state), self.step.hooks():
+            while state.epoch < epochs and not self._should_stop(state):
+                if not self._epoch(state, train_loader, test_loader):
+                    self._save(state, train_loader)  # stopped inside the epoch: a checkpoint to resume from
+                    break
+        return state.history
 
-            self.writer = SummaryWriter(self.log_dir)
+    def _should_stop(self, state: FitState) -> bool:
+        return state.stop or (self.max_steps is not None and state.step >= self.max_steps)
 
-    def on_step_end(self, model, state, logs):
-        if self.writer is None or state.step % self.every_n_steps:
-            return
-        for k, v in logs.items():
-            tag = k if k.startswith(("lr/", "schedule/")) else f"train/{k}"
-            self.writer.add_scalar(_tb_tag(tag), v, state.step)
+    def _save(self, state: FitState, loader: Any) -> None:
+        self.checkpointer.save(self.model, state, self.sums, self.step.scaler, loader, self.epoch_rng)
 
-    def on_epoch_end(self, model, state, logs):
-        if self.writer is None:
-            return
-        for k, v in logs.items():
-            if k.startswith("train/"):
-                self.writer.add_scalar(_tb_tag("train_epoch/" + k[len("train/") :]), v, state.step)
-            elif k.startswith("test/"):
-                self.writer.add_scalar(_tb_tag(k), v, state.step)
-        if self.images is not None:
-            import torchvision
+    # ------------------------------------------------------------------ an epoch
+    def _batches(self, state: FitState, loader: Iterable) -> Iterator[Any]:
+        """The epoch's batches: a fresh epoch (its start recorded), or the rest of a resumed one."""
+        for part in loaders_of(loader):
+            set_epoch = getattr(getattr(part, "sampler", None), "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(state.epoch)
+        skip, epoch_rng = self.resumption.start_epoch(state, loader)
+        if epoch_rng is None:
+            self.sums, epoch_rng = EpochSums({}), rng_state(loader)
+            self.callbacks.epoch_start(self.model, state)
+        self.epoch_rng = epoch_rng
+        iterator = iter(loader)
+        for _ in range(skip):
+            next(iterator)
+        if skip:
+            self.resumption.after_skip(loader)
+        return iterator
 
-            with torch.no_grad():
-                grids = self.images(model)
-            for tag, imgs in grids.items():
-                imgs = imgs.detach().float().cpu()
-                if self.image_shape is not None:
-                    imgs = imgs.reshape(-1, *self.image_shape)
-                if imgs.ndim == 3:  # (N, H, W): one channel
-                    imgs = imgs.unsqueeze(1)
-                nrow = max(1, int(math.sqrt(imgs.shape[0])))
-                self.writer.add_image(tag, torchvision.utils.make_grid(imgs.clamp(0, 1), nrow=nrow), state.step)
-        self.writer.flush()
+    def _bar(self, loader: Iterable, state: FitState) -> Any:
+        if not (self.progress and state.is_main_process):
+            return _NoBar()
+        from tqdm.auto import tqdm
 
-    def on_fit_end(self, model, state):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        total = len(loader) if isinstance(loader, Sized) else None
+        return tqdm(total=total, initial=state.batch, desc=f"epoch {state.epoch + 1}/{state.epochs}", leave=False)
 
+    def _epoch(self, state: FitState, loader: Iterable, test_loader: Iterable | None) -> bool:
+        """One epoch (or the rest of one); ``False`` if training stopped inside it."""
+        iterator = self._batches(state, loader)
+        bar = self._bar(loader, state)
+        self.model.distributions.train()
+        try:
+            for batch in iterator:
+                state.batch += 1
+                bar.update(1)
+                x_dict = self.batches.prepare(batch, state.step, self.model.loss_cls, "training")
+                out = self.step.batch(x_dict, state)
+                if out is not None and self._stepped(state, out, bar, loader):
+                    return False
+            out = self.step.flush(state)  # the epoch ended inside an accumulation group
+            if out is not None:
+                self._stepped(state, out, bar, None)
+        finally:
+            bar.close()
+        self._end_epoch(state, loader, test_loader)
+        return True
 
-# ---------------------------------------------------------------------- random states
-def _rng_state(loader: Any) -> dict[str, Any]:
-    """Every random state the loop and the loader read: torch (CPU, CUDA), Python, NumPy, sampler."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    try:
-        import numpy as np
+    def _stepped(self, state: FitState, out: StepLogs, bar: Any, loader: Any) -> bool:
+        """Count, log and checkpoint (``loader`` given) the step just taken; whether to stop now."""
+        values, n = out
+        state.step += 1
+        self.sums.add(values, n)
+        logs = dict(values)
+        for name, opt in self.model._named_optimizers().items():
+            for i, g in enumerate(opt.param_groups):
+                logs[f"lr/{name}" + (f"/{i}" if len(opt.param_groups) > 1 else "")] = float(g["lr"])
+        for name, schedule in self.batches.schedules.items():  # the value this step used
+            logs[f"schedule/{name}"] = float(schedule(state.step - 1))
+        bar.set_postfix(loss=f"{logs['loss']:.4g}")
+        self.callbacks.step_end(self.model, state, logs)
+        if loader is None:
+            return False
+        if self.checkpointer.due(state):
+            self._save(state, loader)
+        return self._should_stop(state)
 
-        name, key, pos, has_gauss, gauss = np.random.get_state()
-        # As tensors and numbers: checkpoints are read with weights_only=True, which refuses arrays.
-        state["numpy"] = {
-            "name": name,
-            "key": torch.from_numpy(key.astype("int64")),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "gauss": float(gauss),
-        }
-    except ImportError:
-        pass
-    gen = getattr(getattr(loader, "sampler", None), "generator", None)
-    if isinstance(gen, torch.Generator):
-        state["sampler"] = gen.get_state()
-    return state
+    def _end_epoch(self, state: FitState, loader: Any, test_loader: Iterable | None) -> None:
+        logs: dict[str, float] = self.sums.means(state)
+        if test_loader is not None:
+            logs.update(self._test(test_loader, state))
+        state.history.append(logs)
+        self.callbacks.epoch_end(self.model, state, logs)
+        state.epoch += 1
+        state.batch = 0
+        self.sums = EpochSums({})
+        self._save(state, loader)
 
-
-def _set_rng_state(state: Mapping[str, Any], loader: Any) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if "numpy" in state:
-        import numpy as np
-
-        s = state["numpy"]
-        np.random.set_state((s["name"], s["key"].numpy().astype("uint32"), s["pos"], s["has_gauss"], s["gauss"]))
-    gen = getattr(getattr(loader, "sampler", None), "generator", None)
-    if "sampler" in state and isinstance(gen, torch.Generator):
-        gen.set_state(state["sampler"])
-
-
-def _gather(obj: Any) -> list[Any]:
-    """``obj`` of every rank, in rank order (a one-element list on one process)."""
-    if not pdist.is_distributed():
-        return [obj]
-    out: list[Any] = [None] * pdist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-# ---------------------------------------------------------------------- batches
-def _batch_to_dict(batch: Any, keys: Sequence[str | None] | None) -> dict[str, Any]:
-    if isinstance(batch, Mapping):
-        return dict(batch)
-    if keys is None:
-        raise TypeError(
-            f"Model.fit(): the loader yields {type(batch).__name__}, not a dict {{name: tensor}}; give "
-            "keys=(...) naming each element, e.g. keys=('x', None) for torchvision's (image, label) pairs"
-        )
-    if isinstance(batch, torch.Tensor):
-        batch = (batch,)
-    if not isinstance(batch, (tuple, list)) or len(batch) != len(keys):
-        n = len(batch) if isinstance(batch, (tuple, list)) else type(batch).__name__
-        raise ValueError(f"Model.fit(): keys={tuple(keys)} names {len(keys)} element(s) but each batch has {n}")
-    return {k: v for k, v in zip(keys, batch, strict=True) if k is not None}
-
-
-def _batch_size(x_dict: Mapping[str, Any]) -> int:
-    for v in x_dict.values():
-        if isinstance(v, torch.Tensor) and v.ndim:
-            return int(v.shape[0])
-    return 1
-
-
-class _Batches:
-    """Turns loader items into the dicts the loss reads, with the checks ``fit`` promises."""
-
-    def __init__(self, model: Model, keys, schedules: Mapping[str, Callable[[int], float]], device) -> None:
-        self.model, self.keys, self.schedules, self.device = model, keys, schedules, device
-
-    def prepare(self, batch: Any, step: int, loss, what: str) -> dict[str, Any]:
-        x_dict = _batch_to_dict(batch, self.keys)
-        clash = sorted(set(x_dict) & set(self.schedules))
-        if clash:
-            raise ValueError(f"Model.fit(): {clash} come both from the loader and from schedules")
-        missing = [v for v in loss.input_var if v not in x_dict and v not in self.schedules]
-        if missing:
-            err = missing_variable_error(f"Model.fit(): the {what} loss {loss}", "each batch", missing, x_dict)
-            hint = "" if isinstance(batch, Mapping) else f" (named by keys={tuple(self.keys)})"
-            raise MissingVariableError(f"{err}{hint}")
-        for name, schedule in self.schedules.items():
-            x_dict[name] = torch.tensor(float(schedule(step)), dtype=torch.get_default_dtype(), device=self.device)
-        return x_dict
+    def _test(self, loader: Iterable, state: FitState) -> dict[str, float]:
+        """Mean test loss and terms over the loader, weighted by batch size (and summed over processes)."""
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in loader:
+            x_dict = self.batches.prepare(batch, state.step, self.model.test_loss_cls, "test")
+            n = batch_size(x_dict)
+            for k, v in _test_values(self.model, x_dict, self.options).items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            count += n
+        total = pdist.all_reduce_sum(torch.tensor([float(count), *sums.values()], dtype=torch.float64)).tolist()
+        return {f"test/{k}": v / max(total[0], 1.0) for k, v in zip(sums, total[1:], strict=True)}
 
 
-# ---------------------------------------------------------------------- mixed precision, compile
-def _model_device(model: Model) -> torch.device:
-    if model.device is not None:
-        return model.device
-    return next(model.distributions.parameters()).device
-
-
-def _amp_setup(amp: bool | str, device: torch.device):
-    """Return ``(autocast context factory, GradScaler or None, dtype name)`` for ``amp``."""
-    if amp is False or amp is None:
-        return nullcontext, None, None
-    if amp not in (True, "bf16", "fp16"):
-        raise ValueError(f"Model.fit(): amp must be False, True, 'bf16' or 'fp16', got {amp!r}")
-    if device.type == "cuda":
-        if amp is True:
-            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-        # float16's narrow range needs loss scaling; bfloat16 has float32's range and does not.
-        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        return (lambda: torch.autocast("cuda", dtype=dtype)), scaler, amp
-    if device.type == "cpu" and amp == "bf16":
-        return (lambda: torch.autocast("cpu", dtype=torch.bfloat16)), None, amp
-    raise ValueError(
-        f"Model.fit(amp={amp!r}): automatic mixed precision needs a CUDA device and the model is on "
-        f"{device.type}. On CPU pass amp='bf16' to opt in to bfloat16 autocast explicitly (often slower "
-        "than float32 without bfloat16 hardware), or amp=False"
-    )
-
-
-class _LossFn:
-    """The training loss as a function of the batch, compiled with ``torch.compile`` when asked.
-
-    If compilation fails (unsupported platform or Python, an operation dynamo cannot trace), it warns
-    once with the reason and evaluates eagerly from then on.
-    """
-
-    def __init__(self, model: Model, options: Mapping[str, Any], compile: bool | Mapping[str, Any]) -> None:
-        self.model, self.options = model, dict(options)
-        self.compiled = None
-        if compile:
-            kwargs = dict(compile) if isinstance(compile, Mapping) else {}
-            try:
-                self.compiled = torch.compile(self.eager, **kwargs)
-            except Exception as e:  # noqa: BLE001 - any failure means: run eagerly, say why
-                self._fall_back(e)
-
-    def eager(self, x_dict):
-        return self.model.loss_cls.eval(x_dict, return_terms=True, **self.options)
-
-    def _fall_back(self, e: BaseException) -> None:
-        warnings.warn(
-            f"Model.fit(compile=True): torch.compile is unavailable here ({type(e).__name__}: {e}); training eagerly",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        self.compiled = None
-
-    def __call__(self, x_dict):
-        if self.compiled is not None:
-            try:
-                return self.compiled(x_dict)
-            except (MissingVariableError, PixyzLikeError):
-                raise
-            except Exception as e:  # noqa: BLE001
-                self._fall_back(e)
-        return self.eager(x_dict)
-
-
-# ---------------------------------------------------------------------- checkpoints
-def _read_checkpoint(path, model: Model) -> dict[str, Any]:
-    """Read a ``fit`` checkpoint and check its training state (the model's part is checked when loaded)."""
-    state, layout, source = read_checkpoint(path, "Model.fit(resume=...)")
-    if "fit" not in state:
-        raise CheckpointError(
-            f"{source} holds no training state (it was written by Model.save, not by fit); load it with "
-            "Model.load to start a new run from its weights"
-        )
-    _check_fit_state(state["fit"], source)
-    model._load_state(state, source, layout)
-    return state
-
-
-def _check_fit_state(fs: Any, source: str) -> None:
-    """Every entry of a checkpoint's ``fit`` section, of the kind the loop writes."""
-    if not isinstance(fs, Mapping):
-        raise CheckpointError(f"{source}: its training state must be a dict, got {type(fs).__name__}")
-    need = ("epoch", "step", "batch", "history", "sums", "count", "rng", "epoch_rng", "scaler", "world_size")
-    missing = [k for k in need if k not in fs]
-    if missing:
-        raise CheckpointError(f"{source}: its training state lacks the entries {missing}")
-    for k in ("epoch", "step", "batch", "count"):
-        check_number(fs[k], f"the training state's {k!r}", source)
-    check_number(fs["world_size"], "the training state's 'world_size'", source, minimum=1)
-    history, sums = fs["history"], fs["sums"]
-    if not isinstance(history, list) or not all(isinstance(h, Mapping) for h in history):
-        raise CheckpointError(f"{source}: the training state's 'history' must be a list of dicts")
-    for i, logs in enumerate([sums, *history]):
-        what = "'sums'" if i == 0 else f"'history'[{i - 1}]"
-        if not isinstance(logs, Mapping):
-            raise CheckpointError(f"{source}: the training state's {what} must be a dict")
-        for k, v in logs.items():
-            if not isinstance(k, str):
-                raise CheckpointError(f"{source}: the training state's {what} has a key {k!r} that is not a name")
-            check_number(v, f"the training state's {what}[{k!r}]", source, integer=False)
-    if not isinstance(fs["rng"], list) or not (fs["epoch_rng"] is None or isinstance(fs["epoch_rng"], list)):
-        raise CheckpointError(f"{source}: the training state's random states must be lists (one per process)")
-    if fs["epoch_rng"] is not None and len(fs["epoch_rng"]) != len(fs["rng"]):
-        raise CheckpointError(f"{source}: the training state has {len(fs['rng'])} random states but "
-                              f"{len(fs['epoch_rng'])} epoch-start states")
-    for i, rng in enumerate(fs["rng"] + (fs["epoch_rng"] or [])):
-        _check_rng_state(rng, f"random state {i}", source)
-    if fs["scaler"] is not None and not isinstance(fs["scaler"], Mapping):
-        raise CheckpointError(f"{source}: the training state's 'scaler' must be a dict or None")
-
-
-def _check_rng_state(state: Any, what: str, source: str) -> None:
-    """A saved random state that :func:`_set_rng_state` can restore: tried on fresh generators."""
-    if not isinstance(state, Mapping) or "torch" not in state or "python" not in state:
-        raise CheckpointError(f"{source}: {what} must be a dict with 'torch' and 'python' states")
-    try:
-        torch.Generator().set_state(state["torch"])
-        random.Random().setstate(state["python"])
-        if "sampler" in state:
-            torch.Generator().set_state(state["sampler"])
-        if "cuda" in state and not (
-            isinstance(state["cuda"], list) and all(isinstance(t, torch.Tensor) for t in state["cuda"])
-        ):
-            raise TypeError("the CUDA states must be a list of tensors")
-        if "numpy" in state:
-            import numpy as np
-
-            s = state["numpy"]
-            np.random.RandomState().set_state(
-                (s["name"], s["key"].numpy().astype("uint32"), s["pos"], s["has_gauss"], s["gauss"])
-            )
-    except Exception as e:  # noqa: BLE001 - any failure to restore it means a malformed state
-        raise CheckpointError(f"{source}: {what} cannot be restored ({type(e).__name__}: {e})") from e
-
-
-def _term_values(terms: Mapping[str, torch.Tensor] | None) -> dict[str, float]:
-    return {k: float(v) for k, v in (terms or {}).items()}
-
-
-def _non_finite_message(step: int, epoch: int, loss, terms) -> str:
-    bad = [k for k, v in (terms or {}).items() if not math.isfinite(float(v))]
-    which = f"the term(s) {bad} are" if bad else "the loss is"
-    return (
-        f"Model.fit(): at step {step + 1} (epoch {epoch + 1}) {which} not finite (loss = {float(loss.detach())}); "
-        "training stopped without taking the step; the last checkpoint is untouched"
-    )
-
-
-# ---------------------------------------------------------------------- the loop
+# ---------------------------------------------------------------------- fit
 def _check_counts(**counts: tuple[Any, int]) -> None:
     """Each ``name=(value, least)``: ``value`` must be ``None`` (where allowed) or an integer >= ``least``."""
     optional = {"checkpoint_every", "max_steps"}
@@ -444,35 +314,7 @@ def _check_counts(**counts: tuple[Any, int]) -> None:
             raise OptionError(f"Model.fit(): {name} must be {what} integer{none}, got {value!r}")
 
 
-def fit(
-    model: Model,
-    train_loader: Iterable,
-    epochs: int = 1,
-    test_loader: Iterable | None = None,
-    *,
-    keys: Sequence[str | None] | None = None,
-    schedules: Mapping[str, Callable[[int], float]] | None = None,
-    callbacks: Sequence[Callback] = (),
-    log_dir: str | None = None,
-    progress: bool = True,
-    checkpoint: str | None = None,
-    checkpoint_every: int | None = None,
-    resume: str | None = None,
-    max_steps: int | None = None,
-    compile: bool | Mapping[str, Any] = False,
-    amp: bool | str = False,
-    accumulate: int = 1,
-    options: Mapping[str, Any] | None = None,
-) -> list[dict[str, float]]:
-    r"""Train ``model`` for ``epochs`` epochs; return one dict of epoch means per epoch.
-
-    See :meth:`Model.fit <pixyz_like.models.Model.fit>` for the arguments.
-    """
-    _check_counts(epochs=(epochs, 0), accumulate=(accumulate, 1), checkpoint_every=(checkpoint_every, 1),
-                  max_steps=(max_steps, 1))
-    schedules = dict(schedules or {})
-    options = dict(options or {})
-    model._check_options("Model.fit()", model.loss_cls, options)
+def _check_schedules(model: Model, schedules: Mapping[str, Any]) -> None:
     known = set(model.loss_cls.input_var) | set(model.test_loss_cls.input_var)
     for name, schedule in schedules.items():
         if name not in known:
@@ -481,293 +323,96 @@ def fit(
             )
         if not callable(schedule):
             raise TypeError(f"Model.fit(): schedule {name!r} must be a function of the step, got {schedule!r}")
-    custom_step = type(model).train is not Model.train
-    if custom_step and (accumulate != 1 or amp or compile):
+
+
+def _make_step(model: Model, options: Mapping[str, Any], amp: bool | str, compile: bool | Mapping[str, Any],
+               accumulate: int) -> ModelStep | OwnStep:
+    """``Model.train``'s step with the run's options, or the model's own ``train`` (which they do not reach)."""
+    if not model._overrides("train"):
+        return ModelStep(model, options, amp, compile, accumulate)
+    if accumulate != 1 or amp or compile:
         raise ValueError(
             f"Model.fit(): {type(model).__name__} defines its own train(); the options accumulate, amp and "
             "compile apply to Model.train's step only"
         )
-    device = _model_device(model)
-    autocast, scaler, _ = (nullcontext, None, None) if custom_step else _amp_setup(amp, device)
-    loss_fn = None if custom_step else _LossFn(model, options, compile)
-    custom_test = type(model).test is not Model.test
-    batches = _Batches(model, keys, schedules, device)
-    callbacks = list(callbacks)
-    if log_dir is not None:
-        callbacks.append(TensorBoardLogger(log_dir))
-
-    distributed = pdist.is_distributed()
-    rank, world = pdist.get_rank(), pdist.get_world_size()
-    main = rank == 0
-    if distributed:
-        train_loader = pdist.shard_loader(train_loader)
-        if test_loader is not None:
-            test_loader = pdist.shard_loader(test_loader)
-    optimizers = model._named_optimizers()
-    params = [p for g in model.optimizer.param_groups for p in g["params"]]
-
-    state = FitState(epochs=epochs, is_main_process=main)
-    run: dict[str, Any] = {"sums": {}, "count": 0}  # running sums of the current epoch's train logs
-    resume_rng = resume_epoch_rng = None
-    if resume is not None:
-        saved = _read_checkpoint(resume, model)
-        fs = saved["fit"]
-        state.epoch, state.step, state.batch = fs["epoch"], fs["step"], fs["batch"]
-        state.history = [dict(h) for h in fs["history"]]
-        run = {"sums": dict(fs["sums"]), "count": fs["count"]}
-        if scaler is not None and fs.get("scaler"):
-            scaler.load_state_dict(fs["scaler"])
-        if len(fs["rng"]) == world:
-            resume_rng = fs["rng"][rank]
-            resume_epoch_rng = fs["epoch_rng"][rank] if fs["epoch_rng"] is not None else None
-        else:
-            warnings.warn(
-                f"Model.fit(resume=...): the checkpoint was written by {len(fs['rng'])} processes and "
-                f"{world} run now; random states are not restored, so the run is not an exact "
-                "continuation",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            state.batch = 0
-    # All processes start from rank 0's parameters (a fresh run may have initialised them differently).
-    pdist.broadcast_state(model.distributions)
-    for m in model._extra_modules().values():
-        pdist.broadcast_state(m)
-
-    hooks = []
-    if distributed and custom_step:
-        # A subclass's own train() steps its optimizers itself: average the gradients just before
-        # each optimizer step.
-        for opt in optimizers.values():
-
-            def pre_hook(o, args, kwargs):
-                pdist.all_reduce_gradients([p for g in o.param_groups for p in g["params"]])
-
-            hooks.append(opt.register_step_pre_hook(pre_hook))
-
-    epoch_rng: dict[str, Any] | None = None
-
-    def save() -> None:
-        if checkpoint is None:
-            return
-        all_rng = _gather(_rng_state(train_loader))
-        all_epoch_rng = _gather(epoch_rng) if state.batch else None
-        if main:
-            ckpt = model.state_dict()
-            ckpt["fit"] = {
-                "epoch": state.epoch,
-                "step": state.step,
-                "batch": state.batch,
-                "history": state.history,
-                "sums": run["sums"],
-                "count": run["count"],
-                "rng": all_rng,
-                "epoch_rng": all_epoch_rng,
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "world_size": world,
-            }
-            write_checkpoint(ckpt, checkpoint)
-        if distributed:
-            dist.barrier()
-
-    def log_step(loss_value: float, terms: dict[str, float], n: int) -> dict[str, float]:
-        logs = {"loss": loss_value, **terms}
-        for k, v in logs.items():
-            run["sums"][k] = run["sums"].get(k, 0.0) + v * n
-        run["count"] += n
-        for name, opt in optimizers.items():
-            for i, g in enumerate(opt.param_groups):
-                logs[f"lr/{name}" + (f"/{i}" if len(opt.param_groups) > 1 else "")] = float(g["lr"])
-        for name, schedule in schedules.items():  # the value this step used (the step before the increment)
-            logs[f"schedule/{name}"] = float(schedule(state.step - 1))
-        return logs
-
-    def optimizer_step(group: int) -> None:
-        """Average the gradients of the ``group`` batches just back-propagated, then step."""
-        if group < accumulate:  # a short last group of an epoch: it is averaged over its own size
-            for p in params:
-                if p.grad is not None:
-                    p.grad.mul_(accumulate / group)
-        pdist.all_reduce_gradients(params)
-        if scaler is not None:
-            scaler.unscale_(model.optimizer)
-        norm = model._clip_gradients()
-        if scaler is None:  # with float16 loss scaling, inf gradients are expected: the scaler skips those steps
-            model._check_step(None, norm, {}, where=f"Model.fit(): at step {state.step + 1} (epoch {state.epoch + 1})")
-        if scaler is not None:
-            scaler.step(model.optimizer)
-            scaler.update()
-        else:
-            model.optimizer.step()
-
-    def check_finite(bad: str | None) -> None:
-        flag = torch.tensor([0.0 if bad is None else 1.0])
-        if distributed:  # every process must stop together, or the others would wait forever
-            flag = pdist.all_reduce_sum(flag)
-        if flag.item() > 0:
-            raise NonFiniteLossError(
-                bad
-                or f"Model.fit(): at step {state.step + 1} another process's loss is "
-                "not finite; training stopped without taking the step"
-            )
-
-    for cb in callbacks:
-        cb.on_fit_start(model, state)
-    try:
-        while state.epoch < epochs and not state.stop and (max_steps is None or state.step < max_steps):
-            sampler = getattr(train_loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(state.epoch)
-            skip = state.batch
-            if skip and resume_epoch_rng is not None:
-                # Mid-epoch resume: replay the epoch's start (same shuffle order), skip the batches
-                # already used, then continue from the random state saved with the checkpoint.
-                _set_rng_state(resume_epoch_rng, train_loader)
-                epoch_rng = resume_epoch_rng
-            else:
-                if resume_rng is not None:
-                    _set_rng_state(resume_rng, train_loader)
-                    resume_rng = None
-                skip = 0
-                state.batch = 0
-                run = {"sums": {}, "count": 0}
-                epoch_rng = _rng_state(train_loader)
-                for cb in callbacks:
-                    cb.on_epoch_start(model, state)
-            iterator = iter(train_loader)
-            for _ in range(skip):
-                next(iterator)
-            if skip:
-                _set_rng_state(resume_rng, train_loader)
-                resume_rng = resume_epoch_rng = None
-            total = len(train_loader) if hasattr(train_loader, "__len__") else None
-            bar = None
-            if progress and main:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=total, initial=skip, desc=f"epoch {state.epoch + 1}/{epochs}", leave=False)
-
-            group, group_loss, group_terms, group_n, bad = 0, 0.0, {}, 0, None
-            model.distributions.train()
-            for batch in iterator:
-                x_dict = batches.prepare(batch, state.step, model.loss_cls, "training")
-                n = _batch_size(x_dict)
-                state.batch += 1
-                if bar is not None:
-                    bar.update(1)
-                if custom_step:
-                    out = model.train(x_dict, **options)
-                    losses = out if isinstance(out, tuple) else (out,)
-                    names = list(getattr(model, "loss_names", ())) or ["loss"] + [
-                        f"loss_{i + 2}" for i in range(len(losses) - 1)
-                    ]
-                    values = {nm: float(v) for nm, v in zip(names, losses, strict=False)}
-                    bad_names = [nm for nm, v in values.items() if not math.isfinite(v)]
-                    if bad_names:
-                        raise NonFiniteLossError(
-                            f"Model.fit(): at step {state.step + 1} (epoch {state.epoch + 1}) "
-                            f"{bad_names} of {type(model).__name__}.train() are not finite"
-                        )
-                    loss_value, terms = values.pop(names[0]), values
-                    state.step += 1
-                    logs = log_step(loss_value, terms, n)
-                else:
-                    x_dict = model._to_device(x_dict)
-                    if group == 0:
-                        model.optimizer.zero_grad(set_to_none=True)
-                    with autocast():
-                        loss, terms = model._train_loss(x_dict, options, True, loss_fn)
-                    if bad is None and not bool(torch.isfinite(loss)):
-                        bad = _non_finite_message(state.step, state.epoch, loss, terms)
-                        if not distributed:
-                            check_finite(bad)
-                    scaled = loss / accumulate
-                    (scaler.scale(scaled) if scaler is not None else scaled).backward(retain_graph=model.retain_graph)
-                    group += 1
-                    group_loss += float(loss.detach()) * n
-                    for k, v in _term_values(terms).items():
-                        group_terms[k] = group_terms.get(k, 0.0) + v * n
-                    group_n += n
-                    if group < accumulate:
-                        continue
-                    check_finite(bad)
-                    optimizer_step(group)
-                    state.step += 1
-                    logs = log_step(group_loss / group_n, {k: v / group_n for k, v in group_terms.items()}, group_n)
-                    group, group_loss, group_terms, group_n = 0, 0.0, {}, 0
-                if bar is not None:
-                    bar.set_postfix(loss=f"{logs['loss']:.4g}")
-                for cb in callbacks:
-                    cb.on_step_end(model, state, logs)
-                if checkpoint_every and state.step % checkpoint_every == 0:
-                    save()
-                if state.stop or (max_steps is not None and state.step >= max_steps):
-                    break
-            else:
-                if group:  # the epoch ended inside an accumulation group
-                    check_finite(bad)
-                    optimizer_step(group)
-                    state.step += 1
-                    logs = log_step(group_loss / group_n, {k: v / group_n for k, v in group_terms.items()}, group_n)
-                    for cb in callbacks:
-                        cb.on_step_end(model, state, logs)
-                if bar is not None:
-                    bar.close()
-                epoch_logs = _epoch_logs(run, state)
-                if test_loader is not None:
-                    epoch_logs.update(_test(model, test_loader, batches, state.step, options, custom_test))
-                state.history.append(epoch_logs)
-                for cb in callbacks:
-                    cb.on_epoch_end(model, state, epoch_logs)
-                state.epoch += 1
-                state.batch = 0
-                run = {"sums": {}, "count": 0}
-                save()
-                continue
-            # Stopped inside the epoch (max_steps or a callback): keep a checkpoint to resume from.
-            if bar is not None:
-                bar.close()
-            save()
-            break
-    finally:
-        for h in hooks:
-            h.remove()
-        # Also after an error, so that loggers close their files.
-        for cb in callbacks:
-            cb.on_fit_end(model, state)
-    return state.history
+    return OwnStep(model, options)
 
 
-def _epoch_logs(run: Mapping[str, Any], state: FitState) -> dict[str, float]:
-    sums = torch.tensor([float(run["count"])] + [float(v) for v in run["sums"].values()], dtype=torch.float64)
-    sums = pdist.all_reduce_sum(sums)
-    count = max(sums[0].item(), 1.0)
-    logs: dict[str, float] = {"epoch": float(state.epoch + 1), "step": float(state.step)}
-    for k, v in zip(run["sums"], sums[1:].tolist(), strict=True):
-        if not k.startswith(("lr/", "schedule/")):
-            logs[f"train/{k}"] = v / count
-    return logs
+def fit(
+    model: Model, train_loader: Iterable, epochs: int = 1, test_loader: Iterable | None = None, *,
+    keys: Keys | None = None, schedules: Mapping[str, Callable[[int], float]] | None = None,
+    callbacks: Sequence[Callback] = (), log_dir: str | os.PathLike | None = None, progress: bool = True,
+    checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
+    resume: str | os.PathLike | None = None, max_steps: int | None = None,
+    compile: bool | Mapping[str, Any] = False, amp: bool | str = False, accumulate: int = 1,
+    options: Mapping[str, Any] | None = None,
+) -> list[dict[str, float]]:
+    r"""Train for ``epochs`` epochs over ``train_loader``; return one dict of epoch means per epoch.
 
+    Each optimizer step minimises the mean loss over ``accumulate`` batches (and, under
+    ``torchrun``, over all processes):
+    :math:`\theta \leftarrow \mathrm{step}\big(\nabla_\theta \frac{1}{A W}\sum_{a,r} L(x_{a,r})\big)`.
 
-def _test(model: Model, loader: Iterable, batches: _Batches, step: int, options, custom_test: bool) -> dict[str, float]:
-    """Mean test loss and terms over the loader, weighted by batch size (and summed over processes)."""
-    sums: dict[str, float] = {}
-    count = 0
-    for batch in loader:
-        x_dict = batches.prepare(batch, step, model.test_loss_cls, "test")
-        n = _batch_size(x_dict)
-        if custom_test:
-            out = model.test(x_dict, **options)
-            losses = out if isinstance(out, tuple) else (out,)
-            names = list(getattr(model, "loss_names", ())) or ["loss"] + [
-                f"loss_{i + 2}" for i in range(len(losses) - 1)
-            ]
-            values = {nm: float(v) for nm, v in zip(names, losses, strict=False)}
-        else:
-            loss, terms = model.test(x_dict, return_terms=True, **options)
-            values = {"loss": float(loss), **_term_values(terms)}
-        for k, v in values.items():
-            sums[k] = sums.get(k, 0.0) + v * n
-        count += n
-    total = pdist.all_reduce_sum(torch.tensor([float(count)] + list(sums.values()), dtype=torch.float64)).tolist()
-    return {f"test/{k}": v / max(total[0], 1.0) for k, v in zip(sums, total[1:], strict=True)}
+    Args:
+        train_loader: an iterable of batches: dicts ``{name: tensor}``, or tuples named by ``keys``;
+            a :class:`~pixyz_like.models.batches.ZipLoader` reads several loaders as one.
+        epochs: the total number of epochs (a resumed run continues up to it).
+        test_loader: batches for the test loss, evaluated after each epoch.
+        keys: names of the elements of tuple batches, ``None`` to drop one (e.g. ``("x", None)``
+            for torchvision's ``(image, label)``).
+        schedules: ``{name: schedule(step) -> float}``: each value enters the input dict under its
+            name at every step, e.g. ``{"beta": linear_warmup(0, 1, 1000)}`` for a loss using
+            ``Parameter("beta")`` (see :mod:`pixyz_like.losses.schedules`).
+        callbacks: :class:`~pixyz_like.models.Callback` objects (``on_step_end``, ``on_epoch_end``,
+            ``epoch_metrics``...; :class:`~pixyz_like.models.EveryEpoch` for figures and metrics).
+        log_dir: write TensorBoard logs there (a :class:`~pixyz_like.models.TensorBoardLogger`; add
+            one to ``callbacks`` yourself for image grids).
+        progress: show a tqdm progress bar.
+        checkpoint: path of the checkpoint written (atomically) after each epoch, every
+            ``checkpoint_every`` steps and when training stops early.
+        checkpoint_every: also write the checkpoint every this many optimizer steps.
+        resume: a checkpoint written by ``fit`` to continue from exactly: parameters, optimizers,
+            counters, the epoch's shuffle order and every random state.
+        max_steps: stop after this many optimizer steps in all (counted across resumes).
+        compile: ``torch.compile`` the loss evaluation (``True``, or a dict of ``torch.compile``
+            arguments); where torch.compile cannot run it falls back to eager with a warning (see
+            :mod:`pixyz_like.models.compiled`); other errors propagate.
+        amp: mixed precision on CUDA: ``True`` (bfloat16 where supported, else float16 with
+            gradient scaling), ``"bf16"`` or ``"fp16"``. On CPU, ``amp=True`` raises an error
+            rather than silently doing nothing; ``amp="bf16"`` opts in to CPU bfloat16 autocast.
+        accumulate: average the gradients of this many batches before each optimizer step.
+        options: options passed to the loss at each evaluation (e.g. ``{"batch_n": 8}``).
+
+    Raises:
+        MissingVariableError: a batch lacks a variable the loss needs (the message names it).
+        NonFiniteLossError: the loss became NaN/inf; the message names the step and the term.
+        NonFiniteGradientError: a gradient became NaN/inf (the step is not taken either).
+        CheckpointError: ``resume`` is unreadable, corrupted, or not a ``fit`` checkpoint of
+            this model.
+        OptionError: a count that means nothing (``max_steps=-1``, ``accumulate=0``...).
+
+    A subclass with its own ``train`` (e.g. a GAN stepping a critic) is trained through that
+    ``train``; ``accumulate``, ``amp`` and ``compile`` then do not apply. Under ``torchrun`` see
+    :mod:`pixyz_like.models.distributed`.
+
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> from pixyz_like.distributions import Normal
+    >>> from pixyz_like.models import Model
+    >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+    >>> p.loc = torch.nn.Parameter(p.loc.clone())
+    >>> model = Model(-p.log_prob().mean(), distributions=[p], optimizer_params={"lr": 0.1})
+    >>> loader = DataLoader(TensorDataset(torch.full((64, 1), 2.0)), batch_size=16)
+    >>> history = model.fit(loader, epochs=20, keys=("x",), progress=False)
+    >>> round(p.loc.item(), 1), len(history)
+    (2.0, 20)
+    """
+    _check_counts(epochs=(epochs, 0), accumulate=(accumulate, 1), checkpoint_every=(checkpoint_every, 1),
+                  max_steps=(max_steps, 1))
+    schedules, options = dict(schedules or {}), dict(options or {})
+    model._check_options("Model.fit()", model.loss_cls, options)
+    _check_schedules(model, schedules)
+    loggers = [TensorBoardLogger(str(log_dir))] if log_dir is not None else []
+    trainer = Trainer(model, _make_step(model, options, amp, compile, accumulate),
+                      Batches(keys, schedules, model._device()), CallbackList([*callbacks, *loggers]),
+                      Checkpointer(checkpoint, checkpoint_every), options, progress, max_steps)
+    return trainer.run(train_loader, epochs, test_loader, resume)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn, optim
 
+from ..distributions.distributions import Distribution
 from ..losses.losses import Loss
 from ..utils import tolist
 from .model import Model
@@ -60,8 +61,8 @@ class VAE(Model):
 
     def __init__(
         self,
-        encoder,
-        decoder,
+        encoder: Distribution,
+        decoder: Distribution,
         other_distributions: Sequence[nn.Module] | nn.Module = (),
         regularizer: Loss | None = None,
         optimizer: type[optim.Optimizer] = optim.Adam,

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn, optim
 
+from ..distributions.distributions import Distribution
 from ..losses.elbo import ELBO
 from ..utils import tolist
 from .model import Model
@@ -53,8 +54,8 @@ class VI(Model):
 
     def __init__(
         self,
-        p,
-        approximate_dist,
+        p: Distribution,
+        approximate_dist: Distribution,
         other_distributions: Sequence[nn.Module] | nn.Module = (),
         optimizer: type[optim.Optimizer] = optim.Adam,
         optimizer_params: Mapping[str, Any] | None = None,

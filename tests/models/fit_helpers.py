@@ -129,15 +129,15 @@ DDP = {"steps": 12, "batch_size": 8, "n": 64}
 
 def _ddp_main(out_dir: str) -> None:
     from pixyz_like.models import distributed as pdist
-    from pixyz_like.models import training
+    from pixyz_like.models import resume
     from pixyz_like.models.training import Callback
 
     torch.set_num_threads(1)
     pdist.init_distributed()
     rank = pdist.get_rank()
     saves = []
-    real_save = training.write_checkpoint
-    training.write_checkpoint = lambda obj, path: (saves.append(str(path)), real_save(obj, path))
+    real_save = resume.write_checkpoint
+    resume.write_checkpoint = lambda obj, path: (saves.append(str(path)), real_save(obj, path))
 
     class Record(Callback):
         def __init__(self):

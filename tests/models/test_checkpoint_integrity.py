@@ -23,7 +23,7 @@ import torch
 
 from pixyz_like.errors import CheckpointError, PixyzLikeError
 from pixyz_like.models import _checkpoint as ckpt
-from pixyz_like.models import training
+from pixyz_like.models import resume
 
 from .fit_helpers import ROOT, make_vae, resume_fit, vae_data
 
@@ -76,7 +76,7 @@ def model_load(model, path):
 
 
 def fit_resume(model, path):
-    training._read_checkpoint(path, model)
+    resume.read_fit_checkpoint(path, model)
 
 
 def record_spans(path) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -214,6 +214,7 @@ FIT_MUTATIONS = {
     "python state is a string": lambda s: s["fit"]["rng"][0].__setitem__("python", "state"),
     "numpy state without key": lambda s: s["fit"]["rng"][0]["numpy"].pop("key"),
     "no torch state": lambda s: s["fit"]["rng"][0].pop("torch"),
+    "a sampler state is a string": lambda s: s["fit"]["rng"][0].__setitem__("samplers", ["state"]),
     "epoch_rng longer than rng": lambda s: s["fit"].__setitem__("epoch_rng", s["fit"]["rng"] * 2),
     "scaler is a list": _set([], "fit", "scaler"),
 }

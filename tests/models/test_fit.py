@@ -159,6 +159,10 @@ def test_accumulate_equals_one_large_batch():
         torch.testing.assert_close(params(acc)[k], v, rtol=1e-5, atol=1e-6)
 
 
+def _failing_backend(gm, example_inputs):
+    raise RuntimeError("no C++ compiler (simulated)")
+
+
 def test_compile_matches_eager_and_falls_back(monkeypatch):
     x, y = regression_data(16)
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
@@ -171,16 +175,48 @@ def test_compile_matches_eager_and_falls_back(monkeypatch):
     for k, v in params(eager).items():
         torch.testing.assert_close(params(compiled)[k], v, rtol=1e-5, atol=1e-6)
 
-    def unsupported(*a, **k):
-        raise RuntimeError("torch.compile is not supported on this platform (simulated)")
-
-    monkeypatch.setattr(torch, "compile", unsupported)
+    # The documented failures of torch.compile itself fall back to eager, with a warning naming them:
+    # a backend that cannot compile (no C++ compiler...), and a platform TorchDynamo does not support.
+    torch.manual_seed(0)
+    failing = make_regression()
+    with pytest.warns(RuntimeWarning, match="BackendCompilerFailed.*simulated"):
+        failing.fit(loader, 2, keys=("x", "y"), progress=False, compile={"backend": _failing_backend})
+    monkeypatch.setattr(torch._dynamo, "is_dynamo_supported", lambda: False)
     torch.manual_seed(0)
     fallback = make_regression()
-    with pytest.warns(RuntimeWarning, match="simulated"):
+    with pytest.warns(RuntimeWarning, match="not supported on this platform"):
         fallback.fit(loader, 2, keys=("x", "y"), progress=False, compile=True)
     for k, v in params(eager).items():
         assert torch.equal(params(fallback)[k], v)
+        assert torch.equal(params(failing)[k], v)
+
+
+class Exploding(Normal):
+    """p(x|y) whose network raises: a user's error (or an out-of-memory error) inside the compiled loss."""
+
+    def __init__(self, error):
+        super().__init__(var=["x"], cond_var=["y"], name="p")
+        self.net, self.error = torch.nn.Linear(3, 2), error
+
+    def forward(self, y):
+        if y.shape[0] == 8:
+            raise self.error
+        return {"loc": self.net(y), "scale": torch.ones(y.shape[0], 2)}
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug in forward (simulated)"),
+                                   torch.OutOfMemoryError("CUDA out of memory (simulated)")], ids=["user", "oom"])
+def test_compile_lets_user_errors_and_out_of_memory_through(error):
+    """Only a failure of torch.compile itself falls back: an error of the computation propagates as it
+    is, without a warning and without quietly turning compilation off."""
+    p = Exploding(error)
+    model = Model(-p.log_prob().mean(), distributions=[p])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(type(error), match="simulated"):
+            model.fit(reg_loader(), 1, keys=("x", "y"), progress=False, compile={"backend": "eager"})
 
 
 def test_amp_on_cpu():
@@ -292,8 +328,10 @@ def test_tensorboard_logs_terms_losses_lr_and_images(tmp_path):
     model.fit(DataLoader(TensorDataset(data), batch_size=8), 2, [{"x": data}], keys=("x",),
               schedules={"beta": linear_warmup(0, 1, 4)}, callbacks=[logger, rec], progress=False)
     scalars, images = _read_events(tmp_path)
-    for tag in ("train/loss", "train/KL_q_z_x_p_prior_z", "train/E_q_z_x_log_p_x_z", "lr/optimizer",
-                "schedule/beta", "train_epoch/loss", "test/loss", "test/KL_q_z_x_p_prior_z"):
+    # Readable tags: the names of the logs as they are (issue 10), not mangled to TensorFlow op names.
+    for tag in ("train/loss", "train/KL[q(z|x)||p_prior(z)]", "train/E_q(z|x)[log p(x|z)]", "lr/optimizer",
+                "schedule/beta", "train_epoch/loss", "train_epoch/KL[q(z|x)||p_prior(z)]", "test/loss",
+                "test/KL[q(z|x)||p_prior(z)]"):
         assert tag in scalars, tag
     assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4]
     logged = [v for _, v in scalars["train/loss"]]
