@@ -254,3 +254,21 @@ def test_mixture_sample_mean_is_the_mixture_mean_not_the_likeliest_component():
     torch.testing.assert_close(mix.sample(sample_mean=True)["x"], torch.tensor([2.0 / 3.0]))
     draws = mix.sample(batch_n=20000)["x"]
     assert abs(draws.mean().item() - 2.0 / 3.0) < 0.05
+
+
+def test_product_variable_order_follows_pixyz():
+    # Pixyz's distributions notebook: p1*p2*p4*p6 prints p(x,y,a,z): each variable where it first
+    # appears, conditions included, reading the factors in multiplication order.
+    def make(lib):
+        p1 = lib.Normal(loc="y", scale=1.0, var=["x"], cond_var=["y", "a"], name="p_{1}")
+        p2 = lib.Normal(loc="x", scale=1.0, var=["z"], cond_var=["x", "y"], name="p_{2}")
+        p4 = lib.Normal(loc=0.0, scale=1.0, var=["a"], name="p_{4}")
+        p6 = lib.Normal(loc=0.0, scale=1.0, var=["y"], name="p_{6}")
+        return p1 * p2 * p4 * p6, (p2 * p4) * p1
+
+    import pixyz_like.distributions as ours
+
+    got = [d.prob_joint_factorized_and_text for d in make(ours)]
+    assert got[0] == "p_{1}(x,y,a,z) = p_{2}(z|x,y)p_{1}(x|y,a)p_{6}(y)p_{4}(a)"
+    pz = pytest.importorskip("pixyz.distributions")
+    assert got == [d.prob_joint_factorized_and_text for d in make(pz)]

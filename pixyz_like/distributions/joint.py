@@ -21,6 +21,12 @@ from .distributions import Distribution
 __all__ = ["MultiplyDistribution", "ReplaceVarDistribution", "MarginalizeVarDistribution"]
 
 
+def _appearance(d: Distribution) -> list[str]:
+    """The variables of ``d`` in order of first appearance, conditions included (see ``MultiplyDistribution``)."""
+    found = d.__dict__.get("_appearance")
+    return list(found) if found is not None else list(d.var) + list(d.cond_var)
+
+
 class MultiplyDistribution(Distribution):
     r"""The product of distributions, a joint over the union of their variables.
 
@@ -38,7 +44,13 @@ class MultiplyDistribution(Distribution):
     """
 
     def __init__(self, a: Distribution, b: Distribution) -> None:
-        self._setup(a.factors() + b.factors(), name=a.name, var_order=a.var + b.var)
+        factors = a.factors() + b.factors()
+        # Pixyz's order: each variable where it first appears, reading the factors in multiplication
+        # order and each factor's variables before its conditions (p(x|y,a)p(z|x,y) -> x, y, a, z).
+        seen = list(dict.fromkeys(_appearance(a) + _appearance(b)))
+        produced = {v for f in factors for v in f.var}
+        self._setup(factors, name=a.name, var_order=[v for v in seen if v in produced])
+        self._appearance = seen
 
     @classmethod
     def from_factors(
