@@ -192,10 +192,9 @@ def test_vae_example_offline_without_data_prints_no_traceback(tmp_path, monkeypa
 
 
 def test_test_script_from_another_directory_takes_the_callers_paths(tmp_path):
-    target = os.path.relpath(ROOT / "tests" / "test_errors.py", tmp_path)
+    test = "::test_vae_heading_counts_the_lines_of_its_block"
+    target = os.path.relpath(ROOT / "tests" / "test_readme.py", tmp_path) + test
     proc = _run_script("test.sh", [target, "-p", "no:cacheprovider"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"^All checks passed!", proc.stdout, flags=re.MULTILINE)  # ruff ran
-    assert re.search(r"^\d+ passed", proc.stdout.splitlines()[-1])
-    collected = int(re.search(r"^(\d+) passed", proc.stdout.splitlines()[-1]).group(1))
-    assert collected < 200  # that file only, not the whole suite
+    assert re.match(r"1 passed in ", proc.stdout.splitlines()[-1]), proc.stdout[-500:]  # that test only

@@ -8,6 +8,7 @@ CI installs it), skipped with the reason otherwise; the argument checks run with
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 import torch
@@ -89,10 +90,16 @@ def test_offline_run_holds_the_losses_terms_schedules_and_images(tmp_path, monke
         assert logged["test/KL[q(z|x)||p_prior(z)]"] == pytest.approx(means["test/KL[q(z|x)||p_prior(z)]"])
         assert isinstance(logged["samples"], wandb.Image)
 
-    # what W&B wrote offline: one run whose record file holds the keys, and the image grids
+    # what W&B wrote offline: one run whose record file holds the keys, and the image grids. W&B's
+    # service writes the records in the background; shutting it down waits for them.
+    wandb.teardown()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    records = next(runs[0].glob("run-*.wandb")).read_bytes()
+    record_file = next(runs[0].glob("run-*.wandb"))
+    deadline = time.monotonic() + 60  # on a loaded machine the last records may land a little later
+    while b"train_epoch/loss" not in record_file.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    records = record_file.read_bytes()
     for key in ("train/loss", "test/loss", kl_tag, "schedule/beta", "train_epoch/loss", "D_{KL}"):
         assert key.encode() in records, key
     assert len(list(runs[0].rglob("media/images/samples_*.png"))) == 2
