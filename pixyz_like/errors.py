@@ -35,8 +35,11 @@ class PixyzLikeError(Exception):
     """
 
 
-class MissingVariableError(PixyzLikeError, KeyError):
+class MissingVariableError(PixyzLikeError, KeyError, ValueError):
     """A variable a distribution or loss needs is absent from the input dict.
+
+    It is a ``KeyError`` (a key is missing from a dict) and also a ``ValueError``, which is what
+    Pixyz raised there, so ``except ValueError`` clauses written for Pixyz still catch it.
 
     >>> import torch
     >>> from pixyz_like.distributions import Normal

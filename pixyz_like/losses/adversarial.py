@@ -20,7 +20,7 @@ from ..distributions.special import EmpiricalDistribution
 from ..errors import GraphError, ParameterError, ShapeError
 from ..utils import check_options
 from ._two_sample import batch_size, check_pair, draw_all
-from .losses import Divergence, Loss
+from .losses import Divergence
 
 __all__ = [
     "AdversarialLoss",

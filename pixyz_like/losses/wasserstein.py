@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import ShapeError
 from ._two_sample import batch_size, check_pair, draw
-from .losses import Divergence, Loss
+from .losses import Divergence
 
 __all__ = ["WassersteinDistance"]
 
