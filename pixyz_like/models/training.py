@@ -69,6 +69,9 @@ def _own_values(model: Model, out: Any) -> dict[str, float]:
 def _step_means(batches: list[BatchResult]) -> StepLogs:
     """The step's loss and terms, averaged over its batches weighted by size, read in one transfer."""
     keys = list(batches[0].terms or {})
+    if len(batches) == 1:  # one batch: its values as they are
+        row = torch.stack([batches[0].loss.float(), *(batches[0].terms[k].float() for k in keys)])  # type: ignore[index]
+        return dict(zip(["loss", *keys], row.tolist(), strict=True)), batches[0].n
     rows = torch.stack([torch.stack([b.loss.float(), *(b.terms[k].float() for k in keys)])  # type: ignore[index]
                         for b in batches]).tolist()
     sizes = [b.n for b in batches]
