@@ -174,6 +174,18 @@ def read_fit_checkpoint(path: str | os.PathLike, model: Model) -> dict[str, Any]
 
     Raises :class:`~pixyz_like.errors.CheckpointError` for a file ``Model.save`` wrote (no training
     state), and as :meth:`Model.load <pixyz_like.models.Model.load>` does; the model is unchanged then.
+
+    >>> import os, tempfile
+    >>> from pixyz_like.distributions import Normal
+    >>> from pixyz_like.models import Model
+    >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+    >>> p.loc = torch.nn.Parameter(p.loc.clone())
+    >>> model = Model(-p.log_prob().mean(), distributions=[p])
+    >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.pt")
+    >>> _ = model.fit([{"x": torch.zeros(2, 1)}] * 2, 1, progress=False, checkpoint=path)
+    >>> fs = read_fit_checkpoint(path, model)
+    >>> fs["epoch"], fs["step"]
+    (1, 2)
     """
 
     def check(state: Mapping[str, Any], source: str) -> None:
@@ -191,7 +203,13 @@ def read_fit_checkpoint(path: str | os.PathLike, model: Model) -> dict[str, Any]
 # ---------------------------------------------------------------------- during a run
 @dataclass
 class EpochSums:
-    """Running sums of the current epoch's step logs, weighted by batch size (saved in checkpoints)."""
+    """Running sums of the current epoch's step logs, weighted by batch size (saved in checkpoints).
+
+    >>> sums = EpochSums({})
+    >>> sums.add({"loss": 1.0}, 2); sums.add({"loss": 4.0}, 1)
+    >>> sums.means(FitState(epoch=0, step=2))["train/loss"]
+    2.0
+    """
 
     sums: dict[str, float]
     count: int = 0
@@ -215,7 +233,11 @@ class EpochSums:
 
 class Resumption:
     """The random states of a resumed run, restored once each: at the start of the epoch it stopped
-    in (to replay its shuffle order) and after the batches already used."""
+    in (to replay its shuffle order) and after the batches already used.
+
+    >>> Resumption().start_epoch(FitState(batch=3), [])   # nothing to restore: a fresh epoch
+    (0, None)
+    """
 
     def __init__(self, rng: Mapping[str, Any] | None = None, epoch_rng: Mapping[str, Any] | None = None) -> None:
         self.rng, self.epoch_rng = rng, epoch_rng

@@ -41,7 +41,11 @@ __all__ = ["Stepper", "BatchResult", "clip_gradients"]
 
 @dataclass
 class BatchResult:
-    """One batch back-propagated in a step: its loss and terms (detached), size and inputs."""
+    """One batch back-propagated in a step: its loss and terms (detached), size and inputs.
+
+    >>> BatchResult(torch.tensor(1.5), None, 4, {}).n
+    4
+    """
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor] | None

@@ -82,7 +82,19 @@ def _step_means(batches: list[BatchResult]) -> StepLogs:
 
 class ModelStep:
     """``fit``'s step for a model trained by ``Model.train``'s computation: a :class:`Stepper`
-    with the run's precision, compilation and accumulation."""
+    with the run's precision, compilation and accumulation.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> from pixyz_like.models import Model
+    >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+    >>> p.loc = torch.nn.Parameter(p.loc.clone())
+    >>> step = ModelStep(Model(-p.log_prob().mean(), distributions=[p]), {}, False, False, accumulate=2)
+    >>> step.batch({"x": torch.zeros(2, 1)}, FitState()) is None   # half a group: no step yet
+    True
+    >>> logs, n = step.batch({"x": torch.zeros(2, 1)}, FitState())
+    >>> sorted(logs), n
+    (['log p(x)', 'loss'], 4)
+    """
 
     def __init__(self, model: Model, options: Mapping[str, Any], amp: bool | str,
                  compile: bool | Mapping[str, Any], accumulate: int) -> None:
@@ -113,7 +125,23 @@ class ModelStep:
 
 class OwnStep:
     """``fit``'s step for a model whose class defines its own ``train`` (e.g. a GAN), one call per
-    batch; its optimizers average their gradients over processes just before they step."""
+    batch; its optimizers average their gradients over processes just before they step. The values
+    ``train`` returns are named by the class's ``loss_names``.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> from pixyz_like.models import Model
+    >>> class Twice(Model):
+    ...     loss_names = ("loss", "double")
+    ...     def train(self, x_dict, **options):
+    ...         loss = super().train(x_dict, **options)
+    ...         return loss, 2 * loss
+    >>> p = Normal(loc=torch.zeros(1), scale=1., var=["x"], name="p")
+    >>> p.loc = torch.nn.Parameter(p.loc.clone())
+    >>> logs, n = OwnStep(Twice(-p.log_prob().mean(), distributions=[p]), {}).batch(
+    ...     {"x": torch.zeros(3, 1)}, FitState())
+    >>> round(logs["double"] / logs["loss"], 6), n
+    (2.0, 3)
+    """
 
     scaler = None
 
