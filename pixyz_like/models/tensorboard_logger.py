@@ -20,7 +20,7 @@ from .callbacks import Callback, FitState
 if TYPE_CHECKING:
     from .model import Model
 
-__all__ = ["TensorBoardLogger", "step_tag", "epoch_tag"]
+__all__ = ["TensorBoardLogger", "step_tag", "epoch_tag", "image_grid"]
 
 _COUNTERS = ("epoch", "step")
 
@@ -44,6 +44,23 @@ def epoch_tag(name: str) -> str | None:
     if name in _COUNTERS:
         return None
     return "train_epoch/" + name[len("train/"):] if name.startswith("train/") else name
+
+
+def image_grid(images: torch.Tensor, image_shape: Sequence[int] | None = None) -> torch.Tensor:
+    """A batch of images in ``[0, 1]`` — ``(N, C, H, W)``, ``(N, H, W)``, or flat ``(N, D)`` with
+    ``image_shape`` — as one ``(C, H', W')`` grid of ``sqrt(N)`` columns (what the loggers write).
+
+    >>> image_grid(torch.rand(16, 784), (1, 28, 28)).shape   # 4 x 4 digits, 2-pixel padding
+    torch.Size([3, 122, 122])
+    """
+    import torchvision
+
+    imgs = images.detach().float().cpu()
+    if image_shape is not None:
+        imgs = imgs.reshape(-1, *image_shape)
+    if imgs.ndim == 3:  # (N, H, W): one channel
+        imgs = imgs.unsqueeze(1)
+    return torchvision.utils.make_grid(imgs.clamp(0, 1), nrow=max(1, math.isqrt(imgs.shape[0])))
 
 
 class TensorBoardLogger(Callback):
@@ -111,17 +128,9 @@ class TensorBoardLogger(Callback):
         self.writer.flush()
 
     def _image(self, tag: str, imgs: torch.Tensor) -> Any:
-        import torchvision
         from tensorboardX import summary
 
-        imgs = imgs.detach().float().cpu()
-        if self.image_shape is not None:
-            imgs = imgs.reshape(-1, *self.image_shape)
-        if imgs.ndim == 3:  # (N, H, W): one channel
-            imgs = imgs.unsqueeze(1)
-        nrow = max(1, int(math.sqrt(imgs.shape[0])))
-        grid = torchvision.utils.make_grid(imgs.clamp(0, 1), nrow=nrow)
-        return summary.image(tag, grid, dataformats="CHW")
+        return summary.image(tag, image_grid(imgs, self.image_shape), dataformats="CHW")
 
     def on_fit_end(self, model: Model, state: FitState) -> None:
         if self.writer is not None:

@@ -8,7 +8,6 @@ turns logging off.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch
 
 from ..errors import OptionError
 from .model import Model
+from .tensorboard_logger import epoch_tag, image_grid, step_tag
 from .training import Callback, FitState
 
 __all__ = ["WandbLogger"]
@@ -95,38 +95,29 @@ class WandbLogger(Callback):
     def on_step_end(self, model: Model, state: FitState, logs: Mapping[str, float]) -> None:
         if self.run is None or state.step % self.every_n_steps:
             return
-        self.run.log({k if k.startswith(("lr/", "schedule/")) else f"train/{k}": v for k, v in logs.items()},
-                     step=state.step)
+        self.run.log({step_tag(k): v for k, v in logs.items()}, step=state.step)
 
     def on_epoch_end(self, model: Model, state: FitState, logs: Mapping[str, float]) -> None:
         if self.run is None:
             return
         values: dict[str, Any] = {"epoch": logs.get("epoch", state.epoch + 1)}
         for k, v in logs.items():  # train/ means become train_epoch/; test/ and other metrics as they are
-            if k not in ("epoch", "step"):
-                values["train_epoch/" + k[len("train/"):] if k.startswith("train/") else k] = v
+            tag = epoch_tag(k)
+            if tag is not None:
+                values[tag] = v
         if self.images is not None:
             values.update(self._grids(model))
         self.run.log(values, step=state.step)
 
     def _grids(self, model: Model) -> dict[str, Any]:
-        import torchvision
         import wandb
 
         if self.images is None:
             return {}
         with torch.no_grad():
             batches = self.images(model)
-        grids: dict[str, Any] = {}
-        for tag, imgs in batches.items():
-            imgs = imgs.detach().float().cpu()
-            if self.image_shape is not None:
-                imgs = imgs.reshape(-1, *self.image_shape)
-            if imgs.ndim == 3:  # (N, H, W): one channel
-                imgs = imgs.unsqueeze(1)
-            grid = torchvision.utils.make_grid(imgs.clamp(0, 1), nrow=max(1, math.isqrt(imgs.shape[0])))
-            grids[tag] = wandb.Image(grid.permute(1, 2, 0).numpy())
-        return grids
+        return {tag: wandb.Image(image_grid(imgs, self.image_shape).permute(1, 2, 0).numpy())
+                for tag, imgs in batches.items()}
 
     def on_fit_end(self, model: Model, state: FitState) -> None:
         if self.run is not None:
