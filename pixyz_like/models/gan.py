@@ -82,18 +82,9 @@ class GAN(Model):
                                         optimizer_params=d_optimizer_params, inverse_g_loss=inverse_g_loss)
         self.p = p
         self.discriminator = discriminator
-        super().__init__(
-            loss,
-            test_loss=loss,
-            distributions=[p],
-            optimizer=optimizer,
-            optimizer_params=optimizer_params,
-            clip_grad_norm=clip_grad_norm,
-            clip_grad_value=clip_grad_value,
-            retain_graph=retain_graph,
-            device=device,
-            **model_options,
-        )
+        # Model's own parameters, in its order: (loss, test_loss, distributions, optimizer, ...).
+        super().__init__(loss, loss, [p], optimizer, optimizer_params, clip_grad_norm,
+                         clip_grad_value, retain_graph, device, **model_options)
 
     def _refuse_discriminator_option(self, where: str, options: Mapping[str, Any]) -> None:
         if "discriminator" in options:

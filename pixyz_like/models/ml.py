@@ -56,15 +56,6 @@ class ML(Model):
         self.nll = -p.log_prob(sum_features=True)
         loss = self.nll.mean()
         self.p = p
-        super().__init__(
-            loss,
-            test_loss=loss,
-            distributions=[p, *tolist(other_distributions)],
-            optimizer=optimizer,
-            optimizer_params=optimizer_params,
-            clip_grad_norm=clip_grad_norm,
-            clip_grad_value=clip_grad_value,
-            retain_graph=retain_graph,
-            device=device,
-            **model_options,
-        )
+        # Model's own parameters, in its order: (loss, test_loss, distributions, optimizer, ...).
+        super().__init__(loss, loss, [p, *tolist(other_distributions)], optimizer, optimizer_params, clip_grad_norm,
+                         clip_grad_value, retain_graph, device, **model_options)

@@ -80,15 +80,6 @@ class VAE(Model):
         loss = (reconstruction if regularizer is None else regularizer + reconstruction).mean()
         self.encoder = encoder
         self.decoder = decoder
-        super().__init__(
-            loss,
-            test_loss=loss,
-            distributions=[encoder, decoder, *tolist(other_distributions)],
-            optimizer=optimizer,
-            optimizer_params=optimizer_params,
-            clip_grad_norm=clip_grad_norm,
-            clip_grad_value=clip_grad_value,
-            retain_graph=retain_graph,
-            device=device,
-            **model_options,
-        )
+        # Model's own parameters, in its order: (loss, test_loss, distributions, optimizer, ...).
+        super().__init__(loss, loss, [encoder, decoder, *tolist(other_distributions)], optimizer, optimizer_params,
+                         clip_grad_norm, clip_grad_value, retain_graph, device, **model_options)

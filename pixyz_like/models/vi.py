@@ -68,15 +68,6 @@ class VI(Model):
         loss = -ELBO(p, approximate_dist).mean()
         self.p = p
         self.approximate_dist = approximate_dist
-        super().__init__(
-            loss,
-            test_loss=loss,
-            distributions=[p, approximate_dist, *tolist(other_distributions)],
-            optimizer=optimizer,
-            optimizer_params=optimizer_params,
-            clip_grad_norm=clip_grad_norm,
-            clip_grad_value=clip_grad_value,
-            retain_graph=retain_graph,
-            device=device,
-            **model_options,
-        )
+        # Model's own parameters, in its order: (loss, test_loss, distributions, optimizer, ...).
+        super().__init__(loss, loss, [p, approximate_dist, *tolist(other_distributions)], optimizer, optimizer_params,
+                         clip_grad_norm, clip_grad_value, retain_graph, device, **model_options)
