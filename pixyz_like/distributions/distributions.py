@@ -318,6 +318,37 @@ class Distribution(nn.Module):
         """The family's parameters given the conditioning variables."""
         raise NotDefinedError(f"{self._owner()}: it has no parameters of a single family")
 
+    def simulate(self, inputs: Mapping[str, Any] | None = None, batch_n: int | None = None) -> Any:
+        """Gen's ``simulate``: draw every variable; the trace (values, each factor's log-density, score).
+
+        See :func:`pixyz_like.distributions.traces.simulate`.
+
+        >>> from pixyz_like.distributions import Normal
+        >>> joint = Normal(loc="z", scale=1., var=["x"], cond_var=["z"]) * Normal(loc=0., scale=1., var=["z"])
+        >>> sorted(joint.simulate(batch_n=2).values)
+        ['x', 'z']
+        """
+        from .traces import simulate
+
+        return simulate(self, inputs, batch_n=batch_n)
+
+    def generate(self, inputs: Mapping[str, Any] | None = None, observations: Mapping[str, Any] | None = None,
+                 batch_n: int | None = None) -> Any:
+        """Gen's ``generate``: run with ``observations`` fixed; ``(trace, log_weight)``.
+
+        See :func:`pixyz_like.distributions.traces.generate`.
+
+        >>> from pixyz_like.distributions import Normal
+        >>> prior = Normal(loc=0., scale=1., var=["z"], features_shape=[1])
+        >>> joint = Normal(loc="z", scale=1., var=["x"], cond_var=["z"]) * prior
+        >>> trace, log_w = joint.generate(observations={"x": torch.zeros(3, 1)})
+        >>> log_w.shape
+        torch.Size([3])
+        """
+        from .traces import generate
+
+        return generate(self, inputs, observations, batch_n=batch_n)
+
     def log_prob(self, sum_features: bool = True, feature_dims: Sequence[int] | None = None):
         """The loss ``log p(x|z)`` (a :class:`~pixyz_like.losses.LogProb`)."""
         from ..losses.pdf import LogProb
