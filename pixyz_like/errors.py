@@ -13,6 +13,7 @@ __all__ = [
     "ParameterError",
     "SupportError",
     "ShapeError",
+    "InputTypeError",
     "GraphError",
     "VariableMismatchError",
     "NotDefinedError",
@@ -100,6 +101,20 @@ class ShapeError(PixyzLikeError, ValueError):
     Traceback (most recent call last):
     ...
     pixyz_like.errors.ShapeError: p(x) (Normal): variable 'x' has shape (2, 4), but the parameters have ...
+    """
+
+
+class InputTypeError(PixyzLikeError, TypeError):
+    """A value of the wrong type given where a tensor (or a dict of tensors) is expected, e.g. a numpy
+    array fed to a network, or a tensor given to ``loss.eval`` instead of a dict.
+
+    >>> import numpy as np
+    >>> from pixyz_like.distributions import Normal
+    >>> q = Normal(loc="x", scale=1., var=["z"], cond_var=["x"], name="q")
+    >>> q.sample({"x": np.zeros((2, 1))})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.InputTypeError: q(z|x) (Normal): variable 'x' ... is a ndarray; expected a torch.Tensor ...
     """
 
 

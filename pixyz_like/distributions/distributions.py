@@ -15,8 +15,7 @@ A parametric family's parameters come from three places, freely mixed:
 from __future__ import annotations
 
 import numbers
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,7 +24,9 @@ from torch import nn
 from .._context import EvalContext
 from ..errors import (
     GraphError,
+    InputTypeError,
     NotDefinedError,
+    OptionError,
     ParameterError,
     ShapeError,
     missing_variable_error,
@@ -36,9 +37,35 @@ from . import _validation
 __all__ = ["Distribution", "DistributionBase"]
 
 _SAMPLE_OPTIONS = ("batch_n", "sample_shape", "return_all", "reparam", "sample_mean")
-# Messages of torch errors that come from tensors of the wrong shape, as opposed to, say, an
-# out-of-memory error which must pass through untouched.
-_SHAPE_ERROR = re.compile(r"shape|size|mat1|mat2|dimension|must match|broadcast", re.IGNORECASE)
+
+
+def _check_inputs(owner: Callable[[], str], inputs: Mapping[str, Any], batch_first: bool,
+                  action: str = "forward()") -> None:
+    """Check the conditioning variables before a user network (or the parameters) sees them.
+
+    A numpy array or a Python list is refused (a network would fail inside torch), and, with
+    ``batch_first`` (inputs of a network), a 0-dim tensor: inputs are ``(batch, *features)``. Other
+    objects pass untouched (a ``forward`` may take, say, a hidden state or an option).
+    """
+    for name, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            if batch_first and value.ndim == 0:
+                raise ShapeError(
+                    f"{owner()}: variable {name!r} given to {action} is a 0-dim tensor; inputs are batch-first, "
+                    "expected shape (batch, *features) (e.g. x.reshape(1, 1) for one scalar)"
+                )
+        elif isinstance(value, (list, tuple)) or type(value).__module__ == "numpy":
+            if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+                continue
+            raise InputTypeError(
+                f"{owner()}: variable {name!r} given to {action} is a {type(value).__name__}; expected a "
+                "torch.Tensor of shape (batch, *features) (convert it with torch.as_tensor)"
+            )
+
+
+def _add_note(e: BaseException, text: str) -> None:
+    """Say where a user network failed, without changing the error torch raised."""
+    e.add_note(text)
 
 
 def _check_names(owner: str, kind: str, names: Sequence[Any]) -> list[str]:
@@ -268,11 +295,26 @@ class Distribution(nn.Module):
         self._require(x_dict, self.input_var, "sample")
         if reparam and not sample_mean:
             self._check_reparam()
-        out = self._sample(x_dict, EvalContext(), batch_n, torch.Size(sample_shape), reparam, sample_mean)
+        out = self._sample(x_dict, EvalContext(), batch_n, self._sample_shape(sample_shape), reparam, sample_mean)
         if return_all:
             x_dict.update(out)
             return x_dict
         return out
+
+    def _sample_shape(self, sample_shape: Any) -> torch.Size:
+        """``sample_shape`` as a ``torch.Size`` of positive sizes (a 0 would give an empty sample)."""
+        try:
+            size = torch.Size(sample_shape)
+        except (TypeError, ValueError) as e:
+            raise OptionError(
+                f"{self._owner()}.sample(): sample_shape must be a sequence of positive ints, got {sample_shape!r}"
+            ) from e
+        if any(d <= 0 for d in size):
+            raise OptionError(
+                f"{self._owner()}.sample(): sample_shape {tuple(size)} has a size <= 0; each size must be "
+                "positive (a 0 gives an empty sample whose mean is NaN)"
+            )
+        return size
 
     def get_log_prob(
         self,
@@ -586,6 +628,9 @@ class DistributionBase(Distribution):
             hit = ctx.get_params(self, inputs)
             if hit is not None:
                 return hit
+        if inputs:
+            _check_inputs(self._owner, dict(zip(self._cond_var, inputs)), self._custom_forward,
+                          "forward()" if self._custom_forward else "its parameters")
         params = self._call_forward(inputs) if self._custom_forward else {}
         from_forward = tuple(params)
         for key, var in self._param_vars.items():
@@ -599,6 +644,7 @@ class DistributionBase(Distribution):
                 f"{self._expected_keys_text()} (from forward(), constants or conditioning variables)"
             )
         self._as_tensors(params, inputs, from_forward)
+        self._check_param_shapes(params, inputs, from_forward)
         self._validate_params(params, from_forward)
         if ctx is not None:
             ctx.put_params(self, inputs, params)
@@ -635,6 +681,32 @@ class DistributionBase(Distribution):
                     f"got {type(value).__name__}"
                 )
 
+    def _check_param_shapes(self, params: dict[str, torch.Tensor], inputs: tuple[Any, ...],
+                            from_forward: tuple[str, ...]) -> None:
+        """The parameters must broadcast with each other, and those from ``forward`` must keep the
+        batch size of the inputs (or 1): a network returning 3 rows for a 4-row batch is refused."""
+        try:
+            shape = _broadcast_shapes([p.shape for p in params.values()])
+        except RuntimeError as e:
+            sources = "; ".join(f"{self._param_source(k, from_forward)}: {tuple(v.shape)}" for k, v in params.items())
+            raise ShapeError(
+                f"{self._owner()}: its parameters do not broadcast with each other ({sources}); expected shapes "
+                "(batch, *features) that broadcast"
+            ) from e
+        if not from_forward or not shape:
+            return
+        n_f = len(self._features_shape)
+        if len(shape) <= (n_f if n_f else 1) + self.event_ndim:
+            return  # no batch dimension to compare
+        leads = {t.shape[0] for t in inputs if isinstance(t, torch.Tensor) and t.ndim}
+        if leads and shape[0] != 1 and shape[0] not in leads:
+            got = ", ".join(f"{k!r}: {tuple(params[k].shape)}" for k in from_forward)
+            raise ShapeError(
+                f"{self._owner()}: forward() returned parameters of batch size {shape[0]} ({got}) for inputs of "
+                f"batch size {sorted(leads)} ({_shapes(dict(zip(self._cond_var, inputs)))}); expected each "
+                "parameter's first dimension to be the inputs' batch size (or 1)"
+            )
+
     @staticmethod
     def _reference_tensor(params: Mapping[str, Any], inputs: tuple[Any, ...]) -> torch.Tensor:
         tensors = [v for v in params.values() if isinstance(v, torch.Tensor)]
@@ -657,18 +729,16 @@ class DistributionBase(Distribution):
         kwargs = dict(zip(self._cond_var, inputs))
         try:
             out = self.forward(**kwargs)
-        except (RuntimeError, ValueError, IndexError) as e:
-            if isinstance(e, ShapeError) or not _SHAPE_ERROR.search(str(e)):
-                raise
-            raise ShapeError(
-                f"{self._owner()}: its network failed on inputs ({_shapes(kwargs)}): {e}"
-            ) from e
         except TypeError as e:
             if "forward()" in str(e) and "argument" in str(e):
                 raise TypeError(
                     f"{self._owner()}: forward() is called with the conditioning variables as keywords "
                     f"{self._cond_var}; its signature does not accept them: {e}"
                 ) from e
+            _add_note(e, f"raised in {self._owner()}.forward() on inputs ({_shapes(kwargs)})")
+            raise
+        except Exception as e:
+            _add_note(e, f"raised in {self._owner()}.forward() on inputs ({_shapes(kwargs)})")
             raise
         if not isinstance(out, Mapping):
             raise ParameterError(
@@ -777,6 +847,14 @@ class DistributionBase(Distribution):
                 f"{self._owner()}: variable {var!r} has shape {tuple(value.shape)}, but the parameters have "
                 f"shape {tuple(shape)}: expected (*sample_shape, batch, {', '.join(map(str, feat))})"
             )
+        if value.shape != shape:
+            try:
+                _broadcast_shapes([value.shape[: value.ndim - self.event_ndim], shape[: len(shape) - self.event_ndim]])
+            except RuntimeError as e:
+                raise ShapeError(
+                    f"{self._owner()}: variable {var!r} of shape {tuple(value.shape)} does not broadcast with its "
+                    f"parameters ({_shapes(params)}): expected (*sample_shape, batch, *features)"
+                ) from e
         return value
 
     def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
@@ -788,15 +866,7 @@ class DistributionBase(Distribution):
             # within bfloat16's rounding, not float32's); bool and integer values once made floating.
             checked = given if given.is_floating_point() else value
             _validation.check_value(self._owner, self._var[0], checked, self._value_support())
-        try:
-            lp = self._log_prob_value(params, value)
-        except RuntimeError as e:
-            if not _SHAPE_ERROR.search(str(e)):
-                raise
-            raise ShapeError(
-                f"{self._owner()}: variable {self._var[0]!r} of shape {tuple(value.shape)} does not broadcast "
-                f"with its parameters ({_shapes(params)})"
-            ) from e
+        lp = self._log_prob_value(params, value)
         return _sum_features(lp, self._n_feat(params), sum_features, feature_dims)
 
     def get_entropy(self, x_dict=None, sum_features=True, feature_dims=None):

@@ -36,7 +36,6 @@ prior may have conditioning variables of its own; the distribution's ``cond_var`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,7 +49,6 @@ from .distributions import _SAMPLE_OPTIONS, Distribution
 
 __all__ = ["TransformedDistribution", "InverseTransformedDistribution"]
 
-_TORCH_SHAPE_ERROR = re.compile(r"shape|size|mat1|mat2|dimension|must match|broadcast", re.IGNORECASE)
 
 
 class _FlowDistribution(Distribution):
@@ -175,14 +173,11 @@ class _FlowDistribution(Distribution):
         fn = self.flow.transform if direction == "forward" else self.flow.inverse_transform
         try:
             return fn(value, y, compute_jacobian)
-        except (RuntimeError, IndexError) as e:
-            if not _TORCH_SHAPE_ERROR.search(str(e)):
-                raise
+        except Exception as e:
             yshape = None if y is None else tuple(y.shape)
-            raise ShapeError(
-                f"{self._owner()}: its flow's {direction} failed on an input of shape {tuple(value.shape)} "
-                f"(condition y: {yshape}): {e}"
-            ) from e
+            e.add_note(f"raised in {self._owner()}: its flow's {direction} on an input of shape "
+                       f"{tuple(value.shape)} (condition y: {yshape})")
+            raise
 
     def _prior_log_prob(self, x_dict: Mapping[str, Any], ctx: EvalContext, z: torch.Tensor, n_lead: int):
         """log p_0(z) summed over exactly the feature dims of ``z`` (its first ``n_lead`` dims are kept)."""

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from ..errors import NotDefinedError, ParameterError, ShapeError
-from .distributions import _SHAPE_ERROR, Distribution, _shapes
+from ..errors import NotDefinedError, ParameterError
+from .distributions import Distribution, _add_note, _check_inputs, _shapes
 
 __all__ = ["Deterministic", "EmpiricalDistribution"]
 
@@ -42,12 +42,12 @@ class Deterministic(Distribution):
         if hit is not None:
             return hit
         kwargs = dict(zip(self._cond_var, inputs))
+        _check_inputs(self._owner, kwargs, True)
         try:
             out = self.forward(**kwargs)
-        except (RuntimeError, ValueError, IndexError) as e:
-            if isinstance(e, ShapeError) or not _SHAPE_ERROR.search(str(e)):
-                raise
-            raise ShapeError(f"{self._owner()}: its network failed on inputs ({_shapes(kwargs)}): {e}") from e
+        except Exception as e:
+            _add_note(e, f"raised in {self._owner()}.forward() on inputs ({_shapes(kwargs)})")
+            raise
         if not isinstance(out, Mapping) or set(out) != set(self._var):
             got = sorted(out) if isinstance(out, Mapping) else type(out).__name__
             raise ParameterError(f"{self._owner()}: forward() must return a dict with keys {self._var}, got {got}")

@@ -37,7 +37,6 @@ networks (``net(x, y)``) and flows that have no use for it ignore it.
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -49,7 +48,6 @@ from ..errors import NotDefinedError, ParameterError, ShapeError
 __all__ = ["Flow", "FlowList"]
 
 # Messages of torch errors caused by tensors of the wrong shape (other errors pass through untouched).
-_SHAPE_ERROR = re.compile(r"shape|size|mat1|mat2|dimension|must match|broadcast", re.IGNORECASE)
 
 FlowOutput = tuple[torch.Tensor, "torch.Tensor | None"]
 
@@ -198,16 +196,11 @@ class Flow(nn.Module):
         """
         try:
             return net(x) if y is None else net(x, y)
-        except (RuntimeError, TypeError) as e:
-            if isinstance(e, TypeError) and "argument" not in str(e):
-                raise
-            if isinstance(e, RuntimeError) and not _SHAPE_ERROR.search(str(e)):
-                raise
+        except Exception as e:
             yshape = None if y is None else tuple(y.shape)
-            raise ShapeError(
-                f"{self._name()}: its network failed on an input of shape {tuple(x.shape)} "
-                f"(condition y: {yshape}); a conditional network needs y: {e}"
-            ) from e
+            e.add_note(f"raised in {self._name()}: its network, on an input of shape {tuple(x.shape)} "
+                       f"(condition y: {yshape}; a conditional network needs y)")
+            raise
 
     def _no_inverse(self, why: str) -> NotDefinedError:
         return NotDefinedError(f"{self._name()}: the inverse is not available: {why}")

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from .._context import EvalContext
-from ..errors import MissingVariableError, ShapeError, missing_variable_error
+from ..distributions.distributions import _broadcast_shapes
+from ..errors import InputTypeError, MissingVariableError, ShapeError, missing_variable_error
 from ..utils import (
     check_options,
     convert_latex_name,
@@ -227,6 +228,25 @@ class Loss(nn.Module):
             ctx.terms[id(self)] = value
         return value, samples
 
+    def _checked_inputs(self, x_dict: Any) -> dict[str, Any]:
+        """``x_dict`` as a dict, refusing a tensor given in its place and an empty batch."""
+        if x_dict is None:
+            return {}
+        if not isinstance(x_dict, Mapping):
+            raise InputTypeError(
+                f"loss {self._latex()}: eval expects a dict {{name: tensor}} of its variables {self._input_var}, "
+                f"got a {type(x_dict).__name__}"
+            )
+        x_dict = dict(x_dict)
+        for name in self._input_var:
+            value = x_dict.get(name)
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == 0:
+                raise ShapeError(
+                    f"loss {self._latex()}: variable {name!r} has an empty batch (shape {tuple(value.shape)}); "
+                    "expected at least one data point (a mean over none is NaN)"
+                )
+        return x_dict
+
     def eval(  # type: ignore[override]  # Pixyz's API: evaluate the formula, not nn.Module.eval()
         self,
         x_dict: Mapping[str, Any] | None = None,
@@ -250,7 +270,7 @@ class Loss(nn.Module):
 
         Returns ``loss``, or a tuple ``(loss, dict)``, ``(loss, terms)`` or ``(loss, dict, terms)``.
         """
-        x_dict = {} if x_dict is None else dict(x_dict)
+        x_dict = self._checked_inputs(x_dict)
         test_mode = False
         if options:  # walking the tree for the valid options costs more than the whole tiny evaluation
             options = self._checked_options(options, x_dict)
@@ -459,6 +479,11 @@ class Parameter(Loss):
     def _eval(self, x_dict, ctx):
         value = x_dict[self._input_var[0]]
         if not isinstance(value, torch.Tensor):
+            if not isinstance(value, numbers.Real):
+                raise InputTypeError(
+                    f"Parameter {self._input_var[0]!r}: expected a number or a tensor, got "
+                    f"{type(value).__name__} {value!r:.40}"
+                )
             value = torch.tensor(value, dtype=torch.get_default_dtype())
         return value, {}
 
@@ -513,6 +538,15 @@ class _Binary(Loss):
     def _eval(self, x_dict, ctx):
         a, sa = self.loss1._evaluate(x_dict, ctx)
         b, sb = self.loss2._evaluate(x_dict, ctx)
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
+            try:
+                _broadcast_shapes([a.shape, b.shape])
+            except RuntimeError as e:
+                raise ShapeError(
+                    f"loss {self._latex()}: its terms {self.loss1._latex()} (shape {tuple(a.shape)}) and "
+                    f"{self.loss2._latex()} (shape {tuple(b.shape)}) do not broadcast; expected per-batch "
+                    "values of one batch size, or scalars"
+                ) from e
         return self._op(a, b), {**sa, **sb}
 
 
