@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..distributions._validation import validation_enabled
-from ..distributions.distributions import _SAMPLE_OPTIONS, Distribution, _add_note, _check_inputs, _shapes
+from ..distributions.distributions import _SAMPLE_OPTIONS, Distribution, _check_inputs, call_user_function
 from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError
 from ..layers.masked import StepCache
 from ..utils import check_options, infer_batch_n, repeat_batch
@@ -217,19 +217,7 @@ class AutoregressiveDistribution(Distribution):
 
     def _call(self, fn: Any, what: str, args: tuple, kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
         _check_inputs(self._owner, kwargs, False, f"{what}()")
-        try:
-            out = fn(*args, **kwargs)
-        except TypeError as e:
-            if what + "()" in str(e) and "argument" in str(e):
-                raise TypeError(
-                    f"{self._owner()}: {what}() is called with {sorted(kwargs)} as keywords; its signature does "
-                    f"not accept them: {e}"
-                ) from e
-            _add_note(e, f"raised in {self._owner()}.{what}() on inputs ({_shapes(kwargs)})")
-            raise
-        except Exception as e:
-            _add_note(e, f"raised in {self._owner()}.{what}() on inputs ({_shapes(kwargs)})")
-            raise
+        out = call_user_function(self._owner(), fn, what, args, kwargs)
         if not isinstance(out, Mapping):
             raise ParameterError(f"{self._owner()}: {what}() must return a dict of parameters "
                                  f"{list(self.params_keys)}, got {type(out).__name__}")

@@ -14,6 +14,7 @@ A parametric family's parameters come from three places, freely mixed:
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -101,6 +102,32 @@ def _broadcast_shapes(shapes: list[torch.Size]) -> torch.Size:
                     return torch.broadcast_shapes(*shapes)  # incompatible: torch's own error
                 out[off + i] = d
     return torch.Size(out)
+
+
+def call_user_function(owner: str, fn: Any, what: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+    """Call a user's ``forward`` (or similar) with the conditioning variables as keywords.
+
+    If it raises a ``TypeError`` and its signature does not accept those keywords (checked by binding
+    them, only on failure, never by reading the message), that is our named ``TypeError``; any other
+    error is the network's own, passed on with a note naming the distribution and the inputs.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except TypeError as e:
+        try:
+            inspect.signature(fn).bind(*args, **kwargs)
+        except TypeError:
+            raise TypeError(
+                f"{owner}: {what}() is called with {sorted(kwargs)} as keywords; its signature does not "
+                f"accept them: {e}"
+            ) from e
+        except ValueError:  # no signature to inspect
+            pass
+        _add_note(e, f"raised in {owner}.{what}() on inputs ({_shapes(kwargs)})")
+        raise
+    except Exception as e:
+        _add_note(e, f"raised in {owner}.{what}() on inputs ({_shapes(kwargs)})")
+        raise
 
 
 class Distribution(nn.Module):
@@ -727,19 +754,7 @@ class DistributionBase(Distribution):
 
     def _call_forward(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         kwargs = dict(zip(self._cond_var, inputs))
-        try:
-            out = self.forward(**kwargs)
-        except TypeError as e:
-            if "forward()" in str(e) and "argument" in str(e):
-                raise TypeError(
-                    f"{self._owner()}: forward() is called with the conditioning variables as keywords "
-                    f"{self._cond_var}; its signature does not accept them: {e}"
-                ) from e
-            _add_note(e, f"raised in {self._owner()}.forward() on inputs ({_shapes(kwargs)})")
-            raise
-        except Exception as e:
-            _add_note(e, f"raised in {self._owner()}.forward() on inputs ({_shapes(kwargs)})")
-            raise
+        out = call_user_function(self._owner(), self.forward, "forward", (), kwargs)
         if not isinstance(out, Mapping):
             raise ParameterError(
                 f"{self._owner()}: forward() must return a dict of parameters {self._expected_keys_text()}, "
