@@ -25,12 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ParameterError, ShapeError
-from .flows import Flow
+from .flows import Flow, FlowOutput
 
 __all__ = ["MADE", "MAF", "IAF"]
 
 
 class _MaskedLinear(nn.Linear):
+    mask: torch.Tensor
+
     def __init__(self, in_features: int, out_features: int, mask: torch.Tensor) -> None:
         super().__init__(in_features, out_features)
         self.register_buffer("mask", mask.to(self.weight.dtype))
@@ -59,6 +61,8 @@ class MADE(nn.Module):
     >>> torch.autograd.grad(out[0, :, 0].sum(), x)[0]  # the first output sees no input
     tensor([[0., 0., 0.]])
     """
+
+    degrees: torch.Tensor
 
     def __init__(
         self,
@@ -107,7 +111,12 @@ class _AutoregressiveAffine(Flow):
     vector_only = True
 
     def __init__(
-        self, in_features, hidden_features=(64, 64), cond_features=None, reverse=False, max_log_scale=3.0
+        self,
+        in_features: int,
+        hidden_features: Sequence[int] = (64, 64),
+        cond_features: int | None = None,
+        reverse: bool = False,
+        max_log_scale: float | None = 3.0,
     ) -> None:
         super().__init__(in_features)
         if max_log_scale is not None and max_log_scale <= 0:
@@ -132,11 +141,16 @@ class _AutoregressiveAffine(Flow):
             log_scale = self.max_log_scale * torch.tanh(log_scale / self.max_log_scale)
         return out[:, 0], log_scale
 
-    def _solve(self, target, y):
+    @staticmethod
+    def _undo(v: torch.Tensor, shift: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+        """Solve the subclass's map for its input, given the shift and log-scale."""
+        raise NotImplementedError
+
+    def _solve(self, target: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The other direction: D passes, each fixing one more feature in the autoregressive order."""
         self._check_input(target, "inverse", (2,))
         h = torch.zeros_like(target)
-        for _ in range(self.in_features):
+        for _ in range(target.shape[1]):  # in_features, checked above
             shift, log_scale = self._shift_logscale(h, y)
             h = self._undo(target, shift, log_scale)
         return h, log_scale
@@ -178,17 +192,19 @@ class MAF(_AutoregressiveAffine):
     ) -> None:
         super().__init__(in_features, hidden_features, cond_features, reverse, max_log_scale)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward", (2,))
         shift, log_scale = self._shift_logscale(x, y)
         z = (x - shift) * (-log_scale).exp()
         return z, (-log_scale.sum(-1) if compute_jacobian else None)
 
     @staticmethod
-    def _undo(z, shift, log_scale):
+    def _undo(z: torch.Tensor, shift: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
         return z * log_scale.exp() + shift
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         x, log_scale = self._solve(z, y)
         return x, (log_scale.sum(-1) if compute_jacobian else None)
 
@@ -221,16 +237,18 @@ class IAF(_AutoregressiveAffine):
     ) -> None:
         super().__init__(in_features, hidden_features, cond_features, reverse, max_log_scale)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward", (2,))
         shift, log_scale = self._shift_logscale(x, y)
         out = x * log_scale.exp() + shift
         return out, (log_scale.sum(-1) if compute_jacobian else None)
 
     @staticmethod
-    def _undo(x, shift, log_scale):
+    def _undo(x: torch.Tensor, shift: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
         return (x - shift) * (-log_scale).exp()
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         out, log_scale = self._solve(z, y)
         return out, (-log_scale.sum(-1) if compute_jacobian else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .flows import Flow
+from .flows import Flow, FlowOutput
 
 __all__ = ["ChannelConv"]
 
@@ -29,6 +29,9 @@ class ChannelConv(Flow):
     (True, torch.Size([2]))
     """
 
+    p: torch.Tensor
+    sign_s: torch.Tensor
+
     def __init__(self, in_channels: int, decomposed: bool = False) -> None:
         super().__init__(in_channels)
         w_init, _ = torch.linalg.qr(torch.randn(in_channels, in_channels))
@@ -48,7 +51,7 @@ class ChannelConv(Flow):
         """The matrix :math:`W` (assembled from its LU factors when ``decomposed``)."""
         if not self.decomposed:
             return self.weight
-        eye = torch.eye(self.in_features, dtype=self.l.dtype, device=self.l.device)
+        eye = torch.eye(self.l.shape[0], dtype=self.l.dtype, device=self.l.device)
         lower = torch.tril(self.l, diagonal=-1) + eye
         upper = torch.triu(self.u, diagonal=1) + torch.diag(self.sign_s * self.log_s.exp())
         return self.p @ lower @ upper
@@ -65,14 +68,16 @@ class ChannelConv(Flow):
     def _pixels(self, x: torch.Tensor) -> int:
         return x[0, 0].numel()
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward")
         z = self._mix(self.get_weight(), x)
         if not compute_jacobian:
             return z, None
         return z, (self._log_abs_det() * self._pixels(x)).expand(x.shape[0])
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         self._check_input(z, "inverse")
         x = self._mix(torch.linalg.inv(self.get_weight()), z)
         if not compute_jacobian:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ..errors import ParameterError, ShapeError
-from .flows import Flow
+from .flows import Flow, FlowOutput
 
 __all__ = ["AffineCoupling", "checkerboard_mask", "channel_wise_mask"]
 
@@ -139,6 +139,8 @@ class AffineCoupling(Flow):
                 raise ShapeError(f"{self._name()}: scale_translate_net must return a pair (s, t)")
             log_s, t = out
         else:
+            # __init__ requires both networks when there is no scale_translate_net.
+            assert self.scale_net is not None and self.translate_net is not None
             log_s, t = self._call_net(self.scale_net, x, y), self._call_net(self.translate_net, x, y)
         for what, v in (("s", log_s), ("t", t)):
             if not isinstance(v, torch.Tensor) or v.shape != x.shape:
@@ -148,17 +150,21 @@ class AffineCoupling(Flow):
                 )
         return log_s, t
 
-    def _coupling(self, x, y):
+    def _coupling(
+        self, x: torch.Tensor, y: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mask = self.build_mask(x)
         log_s, t = self.get_parameters(x * mask, y)
         return mask, log_s * (1 - mask), t * (1 - mask)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         mask, log_s, t = self._coupling(x, y)
         z = x * mask + (x * (1 - mask)) * log_s.exp() + t
         return z, (log_s.flatten(1).sum(-1) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         mask, log_s, t = self._coupling(z, y)
         x = z * mask + (z * (1 - mask) - t) * (-log_s).exp()
         return x, (-log_s.flatten(1).sum(-1) if compute_jacobian else None)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -107,13 +107,14 @@ class Flow(nn.Module):
         super().__init_subclass__(**kwargs)
         own = cls.__dict__
         pixyz_forward = "forward" in own and "transform" not in own
+        # The adapters are installed on the subclass on purpose (mypy forbids assigning to a method).
         if pixyz_forward:
-            cls.transform = _transform_via_forward
+            cls.transform = _transform_via_forward  # type: ignore[method-assign]
         if "inverse" in own and "inverse_transform" not in own:
-            cls.inverse_transform = _inverse_transform_via_inverse
+            cls.inverse_transform = _inverse_transform_via_inverse  # type: ignore[method-assign]
         elif pixyz_forward and _native(cls, "inverse_transform") is Flow.__dict__["inverse_transform"]:
             # A Pixyz-style map with no inverse of its own: the identity would be a wrong answer.
-            cls.inverse_transform = _no_pixyz_inverse
+            cls.inverse_transform = _no_pixyz_inverse  # type: ignore[method-assign]
 
     def __init__(self, in_features: int | None = None) -> None:
         super().__init__()
@@ -219,6 +220,7 @@ def _pixyz_logdet(flow: Flow, x: torch.Tensor) -> torch.Tensor:
             "compute_jacobian) returning (z, logdet))"
         )
     batch = x.shape[0]
+    got: tuple[int, ...] | str
     if isinstance(ld, (int, float)) and not isinstance(ld, bool):
         return x.new_full((batch,), float(ld))
     if isinstance(ld, torch.Tensor):
@@ -235,7 +237,9 @@ def _pixyz_logdet(flow: Flow, x: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _transform_via_forward(self: Flow, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True):
+def _transform_via_forward(
+    self: Flow, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+) -> FlowOutput:
     """``transform`` of a flow written for Pixyz: its ``forward``, then the log-det it stored.
 
     ``self._logdet_jacobian`` is read immediately after the same call that set it, so it cannot be
@@ -256,7 +260,7 @@ _transform_via_forward._calls_pixyz_method = True  # type: ignore[attr-defined]
 
 def _inverse_transform_via_inverse(
     self: Flow, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
-):
+) -> FlowOutput:
     """``inverse_transform`` of a flow written for Pixyz: its ``inverse(z, y)``; the log-det, which
     Pixyz's inverses do not compute, is minus the forward log-det at the result (one forward pass)."""
     try:
@@ -271,20 +275,27 @@ def _inverse_transform_via_inverse(
     if not compute_jacobian:
         return x, None
     _, logdet = self.transform(x, y, True)
+    if logdet is None:
+        raise NotDefinedError(f"{self._name()}.transform(..., compute_jacobian=True) returned no log-determinant")
     return x, -logdet
 
 
 _inverse_transform_via_inverse._calls_pixyz_method = True  # type: ignore[attr-defined]
 
 
-def _no_pixyz_inverse(self: Flow, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True):
+def _no_pixyz_inverse(
+    self: Flow, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+) -> FlowOutput:
     """``inverse_transform`` of a Pixyz-style flow that defines ``forward`` but no ``inverse``."""
     raise self._no_inverse(f"{type(self).__name__} defines forward but no inverse")
 
 
-def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+def _add(a: torch.Tensor | None, b: torch.Tensor | None, flow: Flow) -> torch.Tensor | None:
+    """The running log-det ``a`` plus ``flow``'s ``b`` (``None``: not computed, compute_jacobian=False)."""
     if a is None:
         return b
+    if b is None:
+        raise NotDefinedError(f"{flow._name()}.transform returned no log-determinant where the flows before it did")
     return a + b
 
 
@@ -326,25 +337,28 @@ class FlowList(Flow):
         return len(self.flow_list)
 
     def __iter__(self) -> Iterator[Flow]:
-        return iter(self.flow_list)
+        # Every member is a Flow (checked in __init__); ModuleList's stubs only know Module.
+        return cast(Iterator[Flow], iter(self.flow_list))
 
     def __getitem__(self, i: int | slice) -> Flow:
         if isinstance(i, slice):
-            return FlowList(list(self.flow_list)[i])
-        return self.flow_list[i]
+            return FlowList(list(self)[i])
+        return cast(Flow, self.flow_list[i])
 
-    def transform(self, x, y=None, compute_jacobian=True):
-        logdet = None
-        for flow in self.flow_list:
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
+        logdet: torch.Tensor | None = None
+        for flow in self:
             x, ld = flow.transform(x, y, compute_jacobian)
-            logdet = _add(logdet, ld)
+            logdet = _add(logdet, ld, flow)
         return x, logdet
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
-        logdet = None
-        for flow in reversed(self.flow_list):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
+        logdet: torch.Tensor | None = None
+        for flow in reversed(list(self)):
             z, ld = flow.inverse_transform(z, y, compute_jacobian)
-            logdet = _add(logdet, ld)
+            logdet = _add(logdet, ld, flow)
         return z, logdet
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError, ShapeError
-from .flows import Flow
+from .flows import Flow, FlowOutput
 
 __all__ = ["Split"]
 
@@ -34,6 +34,7 @@ class _ZeroConv(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         nn.init.zeros_(self.conv.weight)
+        assert self.conv.bias is not None  # Conv2d's default bias=True
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -103,10 +104,10 @@ class Split(Flow):
         return out[:, : self.factored], out[:, self.factored :]
 
     @staticmethod
-    def _log_normal(x, loc, log_scale):
+    def _log_normal(x: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
         return (-0.5 * ((x - loc) * (-log_scale).exp()) ** 2 - log_scale - _HALF_LOG_2PI).flatten(1).sum(-1)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward")
         x1, x2 = x[:, : self.kept], x[:, self.kept :]
         if not compute_jacobian:
@@ -114,7 +115,9 @@ class Split(Flow):
         loc, log_scale = self._loc_logscale(x1, y)
         return x1, self._log_normal(x2, loc, log_scale)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         if not isinstance(z, torch.Tensor) or z.ndim not in (2, 4) or z.shape[1] != self.kept:
             got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ShapeError(

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..errors import ParameterError
 from ..utils import epsilon
-from .flows import Flow
+from .flows import Flow, FlowOutput
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "ActNorm2d"]
 
@@ -40,6 +40,10 @@ class BatchNorm1d(Flow):
     >>> torch.allclose(f.inverse(f(x)), x, atol=1e-5)
     True
     """
+
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
 
     def __init__(self, in_features: int, momentum: float = 0.9, eps: float | None = None) -> None:
         super().__init__(in_features)
@@ -87,13 +91,15 @@ class BatchNorm1d(Flow):
         pixels = x[0, 0].numel()
         return ((self.log_gamma - 0.5 * (var + self.eps).log()).sum() * pixels).expand(x.shape[0])
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward", (self._ndim,))
         mean, var = self._stats(x)
         z = (x - mean) / (var + self.eps).sqrt() * self.log_gamma.exp() + self.beta
         return z, (self._logdet(var, x) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         self._check_input(z, "inverse", (self._ndim,))
         mean, var = self.running_mean, self.running_var
         x = (z - self.beta) * (-self.log_gamma).exp() * (var + self.eps).sqrt() + mean
@@ -139,6 +145,8 @@ class ActNorm2d(Flow):
     (True, True)
     """
 
+    initialized: torch.Tensor
+
     def __init__(self, in_features: int, scale: float = 1.0, eps: float | None = None) -> None:
         super().__init__(in_features)
         self.bias = nn.Parameter(torch.zeros(1, in_features, 1, 1))
@@ -173,14 +181,16 @@ class ActNorm2d(Flow):
         pixels = x[0, 0].numel()
         return (self.logs.sum() * pixels).expand(x.shape[0])
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward")
         if self.training and not bool(self.initialized):
             self.initialize_parameters(x)
         z = (x + self._view(self.bias, x)) * self._view(self.logs, x).exp()
         return z, (self._logdet(x) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         self._check_input(z, "inverse")
         x = z * (-self._view(self.logs, z)).exp() - self._view(self.bias, z)
         return x, (-self._logdet(z) if compute_jacobian else None)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._maths import solve_increasing
-from .flows import Flow
+from .flows import Flow, FlowOutput
 
 __all__ = ["PlanarFlow", "RadialFlow"]
 
@@ -61,7 +61,7 @@ class PlanarFlow(Flow):
         wu = (self.w * self.u).sum()
         return self.u + (F.softplus(wu) - 1.0 - wu) * self.w / (self.w**2).sum()
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward", (2,))
         u = self.u_hat()
         a = x @ self.w.t() + self.b  # (batch, 1)
@@ -72,7 +72,9 @@ class PlanarFlow(Flow):
         det = 1.0 + (1.0 - h.squeeze(-1) ** 2) * (self.w * u).sum()
         return z, det.abs().log()
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         self._check_input(z, "inverse", (2,))
         u = self.u_hat()
         c = (self.w * u).sum()
@@ -82,7 +84,7 @@ class PlanarFlow(Flow):
             )
         target = (z @ self.w.t()).squeeze(-1)
 
-        def g(a):
+        def g(a: torch.Tensor) -> torch.Tensor:
             return a + c * torch.tanh(a + self.b)
 
         bound = c.abs().detach() + 1e-6
@@ -142,10 +144,10 @@ class RadialFlow(Flow):
 
     def _logdet(self, r: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         h = 1.0 / (alpha + r)
-        d = self.in_features
+        d = self.x0.shape[1]  # in_features
         return (d - 1) * torch.log1p(beta * h) + torch.log1p(beta * h - beta * h**2 * r)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward", (2,))
         alpha, beta = self._alpha_beta()
         diff = x - self.x0
@@ -153,7 +155,9 @@ class RadialFlow(Flow):
         z = x + (beta / (alpha + r)).unsqueeze(-1) * diff
         return z, (self._logdet(r, alpha, beta) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         self._check_input(z, "inverse", (2,))
         alpha, beta = self._alpha_beta()
         diff = z - self.x0

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ParameterError, ShapeError
-from .flows import Flow
+from .flows import Flow, FlowOutput
 
 __all__ = ["Squeeze", "Unsqueeze", "Permutation", "Shuffle", "Reverse", "Flatten", "Preprocess"]
 
@@ -53,11 +53,13 @@ class Squeeze(Flow):
             )
         return F.pixel_shuffle(z, 2)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         z = self._squeeze(x, "forward")
         return z, (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         x = self._unsqueeze(z, "inverse")
         return x, (self._zero_logdet(z) if compute_jacobian else None)
 
@@ -74,11 +76,13 @@ class Unsqueeze(Squeeze):
     (torch.Size([1, 1, 4, 4]), True)
     """
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         z = self._unsqueeze(x, "forward")
         return z, (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         x = self._squeeze(z, "inverse")
         return x, (self._zero_logdet(z) if compute_jacobian else None)
 
@@ -93,6 +97,9 @@ class Permutation(Flow):
     >>> f(torch.tensor([[10., 11., 12., 13.]]))
     tensor([[10., 13., 11., 12.]])
     """
+
+    permute_indices: torch.Tensor
+    inv_permute_indices: torch.Tensor
 
     def __init__(self, permute_indices: Sequence[int] | torch.Tensor) -> None:
         idx = (
@@ -109,11 +116,13 @@ class Permutation(Flow):
         self.register_buffer("permute_indices", idx)
         self.register_buffer("inv_permute_indices", torch.argsort(idx))
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward")
         return x[:, self.permute_indices], (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         self._check_input(z, "inverse")
         return z[:, self.inv_permute_indices], (self._zero_logdet(z) if compute_jacobian else None)
 
@@ -164,7 +173,7 @@ class Flatten(Flow):
         super().__init__(None)
         self.in_size = None if in_size is None else torch.Size(in_size)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         if x.ndim < 2:
             raise ShapeError(f"Flatten.forward: expected (batch, *in_size), got {tuple(x.shape)}")
         if self.in_size is None:
@@ -176,7 +185,9 @@ class Flatten(Flow):
             )
         return x.reshape(x.shape[0], -1), (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         if self.in_size is None:
             raise self._no_inverse("in_size is unknown: give Flatten(in_size=...) or call forward first")
         if z.ndim != 2 or z.shape[1] != math.prod(self.in_size):
@@ -213,6 +224,8 @@ class Preprocess(Flow):
     True
     """
 
+    data_constraint: torch.Tensor
+
     def __init__(self, dequantize: bool = True, data_constraint: float = 0.05) -> None:
         super().__init__(None)
         if not 0.0 < data_constraint < 1.0:
@@ -225,7 +238,7 @@ class Preprocess(Flow):
         per_dim = F.softplus(z) + F.softplus(-z) + torch.log1p(-self.data_constraint)
         return per_dim.flatten(1).sum(-1)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         if x.ndim < 2:
             raise ShapeError(f"Preprocess.forward: expected (batch, *features), got {tuple(x.shape)}")
         if self.dequantize:
@@ -235,7 +248,9 @@ class Preprocess(Flow):
         z = p.log() - torch.log1p(-p)
         return z, (self._logdet(z) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         if z.ndim < 2:
             raise ShapeError(f"Preprocess.inverse: expected (batch, *features), got {tuple(z.shape)}")
         a = self.data_constraint

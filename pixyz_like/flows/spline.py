@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import ParameterError, ShapeError
 from .coupling import channel_wise_mask, checkerboard_mask
-from .flows import Flow
+from .flows import Flow, FlowOutput
 
 __all__ = ["rational_quadratic_spline", "NeuralSplineCoupling"]
 
@@ -80,7 +80,7 @@ def rational_quadratic_spline(
     knots = yk if inverse else xk
     idx = (xc.unsqueeze(-1) >= knots[..., 1:-1]).sum(-1, keepdim=True)
 
-    def at(t):
+    def at(t: torch.Tensor) -> torch.Tensor:
         return t.gather(-1, idx).squeeze(-1)
 
     x_k, y_k, w_k, h_k, d_k, d_k1 = at(xk), at(yk), at(widths), at(heights), at(deriv), at(deriv[..., 1:])
@@ -147,6 +147,9 @@ class NeuralSplineCoupling(Flow):
     """
 
     vector_only = True
+    kept: torch.Tensor
+    moved: torch.Tensor
+    unshuffle: torch.Tensor
 
     def __init__(
         self,
@@ -190,7 +193,7 @@ class NeuralSplineCoupling(Flow):
         n_out = len(moved) * (3 * num_bins - 1)
         self.net = net if net is not None else _MLP(len(kept), hidden_features, n_out, cond_features)
 
-    def _spline(self, x, y, inverse):
+    def _spline(self, x: torch.Tensor, y: torch.Tensor | None, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_input(x, "inverse" if inverse else "forward", (2,))
         x_kept, x_moved = x[:, self.kept], x[:, self.moved]
         if self.cond_features is not None and y is None:
@@ -207,11 +210,13 @@ class NeuralSplineCoupling(Flow):
         )
         return torch.cat([x_kept, moved], dim=1)[:, self.unshuffle], logd.sum(-1)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         out, logdet = self._spline(x, y, inverse=False)
         return out, (logdet if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         out, logdet = self._spline(z, y, inverse=True)
         return out, (logdet if compute_jacobian else None)
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import ParameterError, ShapeError
 from ._maths import solve_increasing
-from .flows import Flow
+from .flows import Flow, FlowOutput
 
 __all__ = ["HouseholderFlow", "SylvesterFlow"]
 
@@ -110,14 +110,16 @@ class HouseholderFlow(_Amortised):
         self.num_reflections = num_reflections
         self._setup_params({"v": (num_reflections, in_features)}, cond_features, cond_net, init_std=1.0)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward", (2,))
         v = self._params(y, x.shape[0])["v"]
         for k in range(self.num_reflections):
             x = _reflect(x, v[:, k])
         return x, (self._zero_logdet(x) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         self._check_input(z, "inverse", (2,))
         v = self._params(y, z.shape[0])["v"]
         for k in reversed(range(self.num_reflections)):
@@ -174,26 +176,27 @@ class SylvesterFlow(_Amortised):
     def _triangular(full: torch.Tensor) -> torch.Tensor:
         return torch.triu(full, diagonal=1) + torch.diag_embed(torch.tanh(torch.diagonal(full, dim1=-2, dim2=-1)))
 
-    def _unpack(self, y, batch):
+    def _unpack(self, y: Tensor | None, batch: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(R, R_tilde, b, v)``."""
         p = self._params(y, batch)
         return self._triangular(p["r_full"]), self._triangular(p["r_tilde_full"]), p["b"], p["v"]
 
-    def _q_t(self, x, v):  # Q^T x = H_M ... H_1 x
+    def _q_t(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # Q^T x = H_M ... H_1 x
         for k in range(self.num_householder):
             x = _reflect(x, v[:, k])
         return x
 
-    def _q(self, w, v):  # Q w = H_1 ... H_M w
+    def _q(self, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # Q w = H_1 ... H_M w
         for k in reversed(range(self.num_householder)):
             w = _reflect(w, v[:, k])
         return w
 
     @staticmethod
-    def _logdet(r, r_tilde, h):
+    def _logdet(r: torch.Tensor, r_tilde: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         diag = torch.diagonal(r, dim1=-2, dim2=-1) * torch.diagonal(r_tilde, dim1=-2, dim2=-1)
         return torch.log1p(diag * (1 - h**2)).sum(-1)
 
-    def transform(self, x, y=None, compute_jacobian=True):
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward", (2,))
         r, r_tilde, b, v = self._unpack(y, x.shape[0])
         w = self._q_t(x, v)
@@ -201,14 +204,16 @@ class SylvesterFlow(_Amortised):
         z = x + self._q(torch.einsum("bij,bj->bi", r.expand(x.shape[0], -1, -1), h), v)
         return z, (self._logdet(r, r_tilde, h) if compute_jacobian else None)
 
-    def inverse_transform(self, z, y=None, compute_jacobian=True):
+    def inverse_transform(
+        self, z: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         self._check_input(z, "inverse", (2,))
         n, d = z.shape
         r, r_tilde, b, v = self._unpack(y, n)
         r, r_tilde, b = r.expand(n, d, d), r_tilde.expand(n, d, d), b.expand(n, d)
         target_all = self._q_t(z, v)
-        w = [None] * d
-        h = [None] * d
+        w: dict[int, torch.Tensor] = {}  # filled from the last feature down
+        h: dict[int, torch.Tensor] = {}
         for i in reversed(range(d)):
             later = range(i + 1, d)
             known = sum((r[:, i, j] * h[j] for j in later), torch.zeros_like(z[:, 0]))
@@ -216,7 +221,7 @@ class SylvesterFlow(_Amortised):
             rii, tii = r[:, i, i], r_tilde[:, i, i]
             target = target_all[:, i] - known
 
-            def g(a, rii=rii, tii=tii, c=c):
+            def g(a: Tensor, rii: Tensor = rii, tii: Tensor = tii, c: Tensor = c) -> Tensor:
                 return a + rii * torch.tanh(tii * a + c)
 
             bound = rii.abs().detach() + 1e-6
@@ -225,10 +230,10 @@ class SylvesterFlow(_Amortised):
             a = a - (g(a) - target) / (1 + rii * tii * (1 - torch.tanh(tii * a + c) ** 2))
             w[i] = a
             h[i] = torch.tanh(tii * a + c)
-        x = self._q(torch.stack(w, -1), v)
+        x = self._q(torch.stack([w[i] for i in range(d)], -1), v)
         if not compute_jacobian:
             return x, None
-        return x, -self._logdet(r, r_tilde, torch.stack(h, -1))
+        return x, -self._logdet(r, r_tilde, torch.stack([h[i] for i in range(d)], -1))
 
     def extra_repr(self) -> str:
         return (
