@@ -112,6 +112,8 @@ class MaskedConv2d(nn.Conv2d):
     48
     """
 
+    mask: torch.Tensor
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], mask_type: str = "B",
                  channel_groups: int = 1, bias: bool = True) -> None:
         kh, kw = _pair(kernel_size)
@@ -158,6 +160,9 @@ class GatedPixelCNNBlock(nn.Module):
     >>> v.shape, h.shape
     (torch.Size([4, 8, 6, 6]), torch.Size([4, 8, 6, 6]))
     """
+
+    h_mask: torch.Tensor
+    out_mask: torch.Tensor
 
     def __init__(self, in_channels: int, channels: int, kernel_size: int = 3, mask_type: str = "B",
                  channel_groups: int = 1, cond_channels: int = 0) -> None:

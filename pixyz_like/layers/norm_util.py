@@ -38,7 +38,9 @@ class WeightNormConv2d(nn.Conv2d):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        v = self._parameters.pop("weight").detach()
+        weight = self._parameters.pop("weight")
+        assert weight is not None  # nn.Conv2d always registers a weight
+        v = weight.detach()
         self.weight_g = nn.Parameter(_norm_except_first(v).clone())
         self.weight_v = nn.Parameter(v.clone())
 
