@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from types import EllipsisType
 from typing import Any
 
 import torch
@@ -360,7 +361,9 @@ class AutoregressiveDistribution(Distribution):
                 return c
         return torch.zeros(())
 
-    def _generate(self, x_dict, batch_n, sample_shape: torch.Size, temperature: float, cached: bool) -> torch.Tensor:
+    def _generate(
+        self, x_dict: Mapping[str, Any], batch_n: int | None, sample_shape: torch.Size, temperature: float, cached: bool
+    ) -> torch.Tensor:
         conds = {v: x_dict[v] for v in self._cond_var}
         batch = infer_batch_n(conds, self._cond_var)
         if batch is None:
@@ -384,10 +387,12 @@ class AutoregressiveDistribution(Distribution):
         n, var = x.shape[0], self._var[0]
         channels = range(self.n_channels) if self._per_channel else (None,)
         for pos in itertools.product(*(range(s) for s in self.positions)):
+            at_pos: tuple[EllipsisType | int, ...] = (..., *pos)
             for c in channels:
                 params = self._params({var: x, **conds}, n)
-                at = {k: p[(..., *pos)] for k, p in params.items()}
-                x[(slice(None), slice(None) if c is None else c, *pos)] = self._draw_at(at, c, temperature)
+                at = {k: p[at_pos] for k, p in params.items()}
+                index: tuple[slice | int, ...] = (slice(None), slice(None) if c is None else c, *pos)
+                x[index] = self._draw_at(at, c, temperature)
 
     def _generate_cached(self, x: torch.Tensor, conds: dict[str, Any], temperature: float) -> None:
         """One ``forward_step`` per position, the network's history kept in a fresh :class:`StepCache`."""

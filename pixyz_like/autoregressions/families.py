@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -80,27 +79,27 @@ class AutoregressiveBernoulli(AutoregressiveDistribution):
                  features_shape: Sequence[int] | torch.Size = torch.Size(), channels: str = "sequential") -> None:
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape, channels=channels)
 
-    def _expected_shapes(self, n, positions):
+    def _expected_shapes(self, n: int, positions: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         return {"logits": (n, self.n_channels, *positions)}
 
-    def _support(self, value):
+    def _support(self, value: torch.Tensor) -> torch.Tensor:
         if _validating() and not bool(((value == 0) | (value == 1)).all()):
             raise SupportError(f"{self._owner()}: variable {self._var[0]!r} must be binary (0 or 1); binarise it, "
                              "e.g. with torch.bernoulli(x) or (x > 0.5).float()")
         return value
 
-    def _log_prob_elements(self, params, value):
+    def _log_prob_elements(self, params: dict[str, torch.Tensor], value: torch.Tensor) -> torch.Tensor:
         logits = params["logits"]
         return self._support(value) * logits - F.softplus(logits)
 
-    def _draw_at(self, params, channel, temperature):
+    def _draw_at(self, params: dict[str, torch.Tensor], channel: int | None, temperature: float) -> torch.Tensor:
         logits = params["logits"] if channel is None else params["logits"][:, channel]
         if temperature == 0:
             return (logits > 0).to(logits.dtype)
         u = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device)
         return (u < torch.sigmoid(logits / temperature)).to(logits.dtype)
 
-    def _point_all(self, params, value, kind):
+    def _point_all(self, params: dict[str, torch.Tensor], value: torch.Tensor, kind: str) -> torch.Tensor:
         logits = params["logits"]
         return torch.sigmoid(logits) if kind == "mean" else (logits > 0).to(logits.dtype)
 
@@ -139,27 +138,27 @@ class AutoregressiveCategorical(AutoregressiveDistribution):
             raise ParameterError(f"{self._owner()}: n_levels must be at least 2, got {n_levels}")
         self.n_levels = int(n_levels)
 
-    def _expected_shapes(self, n, positions):
+    def _expected_shapes(self, n: int, positions: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         return {"logits": (n, self.n_channels * self.n_levels, *positions)}
 
     def _split(self, logits: torch.Tensor) -> torch.Tensor:
         """``(n, C*K, *pos)`` -> ``(n, C, K, *pos)``."""
         return logits.reshape(logits.shape[0], self.n_channels, self.n_levels, *logits.shape[2:])
 
-    def _support(self, value):
+    def _support(self, value: torch.Tensor) -> torch.Tensor:
         return _levels(self._owner(), self._var[0], value, self.n_levels)
 
-    def _log_prob_elements(self, params, value):
+    def _log_prob_elements(self, params: dict[str, torch.Tensor], value: torch.Tensor) -> torch.Tensor:
         logp = torch.log_softmax(self._split(params["logits"]), dim=2)
         return logp.gather(2, self._support(value).unsqueeze(2)).squeeze(2)
 
-    def _draw_at(self, params, channel, temperature):
+    def _draw_at(self, params: dict[str, torch.Tensor], channel: int | None, temperature: float) -> torch.Tensor:
         logits = self._split(params["logits"])  # (n, C, K)
         if channel is not None:
             logits = logits[:, channel]
         return _gumbel_argmax(logits, temperature).to(logits.dtype) / (self.n_levels - 1)
 
-    def _point_all(self, params, value, kind):
+    def _point_all(self, params: dict[str, torch.Tensor], value: torch.Tensor, kind: str) -> torch.Tensor:
         logits = self._split(params["logits"])
         if kind == "mode":
             return logits.argmax(2).to(logits.dtype) / (self.n_levels - 1)
@@ -283,32 +282,34 @@ class DiscretizedLogisticMixture(AutoregressiveDistribution):
             params["coeffs"] = torch.tanh(coeffs.reshape(n, self.n_pairs, m, *rest))
         return params
 
-    def _keys_ok(self, keys):
+    def _keys_ok(self, keys: set[str]) -> bool:
         base = {"logits", "loc", "log_scale"}
         return keys == base or (self.n_pairs > 0 and keys == base | {"coeffs"})
 
-    def _expected_shapes(self, n, positions):
+    def _expected_shapes(self, n: int, positions: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         m, c = self.n_mixtures, self.n_channels
         return {"logits": (n, m, *positions), "loc": (n, c, m, *positions), "log_scale": (n, c, m, *positions),
                 "coeffs": (n, self.n_pairs, m, *positions)}
 
-    def _support(self, value):
+    def _support(self, value: torch.Tensor) -> torch.Tensor:
         return _levels(self._owner(), self._var[0], value, self.n_levels)
 
     def _grid(self, idx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return idx.to(dtype) * (2.0 / (self.n_levels - 1)) - 1
 
-    def _component_log_probs(self, params, idx):
+    def _component_log_probs(self, params: dict[str, torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
         """``log P_m(y_c | y_{<c})`` for every channel and component: ``(n, C, M, *positions)``."""
         mean = _coupled_means(params["loc"], params.get("coeffs"), self._grid(idx, params["loc"].dtype))
         return _disc_logistic_log_prob(idx.unsqueeze(2), mean, params["log_scale"], self.n_levels)
 
-    def _log_prob_elements(self, params, value):
+    def _log_prob_elements(self, params: dict[str, torch.Tensor], value: torch.Tensor) -> torch.Tensor:
         lp = self._component_log_probs(params, self._support(value))
         return torch.logsumexp(torch.log_softmax(params["logits"], dim=1) + lp.sum(1), dim=1)
 
     # ---------------------------------------------------------------- points and draws
-    def _channel_point(self, log_w, mean, log_scale, kind):
+    def _channel_point(
+        self, log_w: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor, kind: str
+    ) -> torch.Tensor:
         """Channel's point under the mixture with log-weights ``log_w`` (all ``(n, M, ...)``): its mean
         in ``[-1, 1]`` or its most probable level index."""
         log_w = torch.log_softmax(log_w, dim=1)
@@ -319,18 +320,20 @@ class DiscretizedLogisticMixture(AutoregressiveDistribution):
             for j in range(1, k):
                 tail = tail + torch.sigmoid((mean - (2 * j * h - 1 - h)) * inv_s)
             return ((-1 + 2 * h * tail) * log_w.exp()).sum(1)
-        best, best_lp = None, None
-        for j in range(k):
+
+        def level_log_prob(j: int) -> torch.Tensor:
             idx = torch.full(mean.shape, j, dtype=torch.long, device=mean.device)
-            lp = torch.logsumexp(log_w + _disc_logistic_log_prob(idx, mean, log_scale, k), dim=1)
-            if best is None:
-                best, best_lp = torch.zeros_like(lp, dtype=torch.long), lp
-            else:
-                better = lp > best_lp
-                best, best_lp = torch.where(better, j, best), torch.where(better, lp, best_lp)
+            return torch.logsumexp(log_w + _disc_logistic_log_prob(idx, mean, log_scale, k), dim=1)
+
+        best_lp = level_log_prob(0)
+        best = torch.zeros_like(best_lp, dtype=torch.long)
+        for j in range(1, k):
+            lp = level_log_prob(j)
+            better = lp > best_lp
+            best, best_lp = torch.where(better, j, best), torch.where(better, lp, best_lp)
         return best
 
-    def _points(self, params, idx, kind):
+    def _points(self, params: dict[str, torch.Tensor], idx: torch.Tensor | None, kind: str) -> torch.Tensor:
         """Channel by channel, each channel's mean or mode (in ``[0, 1]``) given the earlier channels:
         their data levels ``idx`` (teacher forcing) or, with ``idx=None``, the modes chosen so far."""
         loc, log_scale, coeffs = params["loc"], params["log_scale"], params.get("coeffs")
@@ -351,10 +354,10 @@ class DiscretizedLogisticMixture(AutoregressiveDistribution):
             log_w = log_w + _disc_logistic_log_prob(known[:, ch].unsqueeze(1), mean, log_scale[:, ch], self.n_levels)
         return torch.stack(out, 1)
 
-    def _point_all(self, params, value, kind):
+    def _point_all(self, params: dict[str, torch.Tensor], value: torch.Tensor, kind: str) -> torch.Tensor:
         return self._points(params, self._support(value), kind)
 
-    def _draw_at(self, params: dict[str, Any], channel, temperature):
+    def _draw_at(self, params: dict[str, torch.Tensor], channel: int | None, temperature: float) -> torch.Tensor:
         if temperature == 0:
             return self._points(params, None, "mode")
         loc, log_scale, coeffs = params["loc"], params["log_scale"], params.get("coeffs")
@@ -365,9 +368,10 @@ class DiscretizedLogisticMixture(AutoregressiveDistribution):
         j = 0
         for ch in range(c):
             m = loc[:, ch].gather(1, comp).squeeze(1)
-            for c2 in range(ch):
-                m = m + coeffs[:, j].gather(1, comp).squeeze(1) * y[:, c2]
-                j += 1
+            if coeffs is not None:  # optional: without them the channels are not coupled
+                for c2 in range(ch):
+                    m = m + coeffs[:, j].gather(1, comp).squeeze(1) * y[:, c2]
+                    j += 1
             s = torch.exp(log_scale[:, ch].gather(1, comp).squeeze(1)) * temperature
             u = torch.rand(n, dtype=loc.dtype, device=loc.device)
             cont = m + s * (torch.log(u) - torch.log1p(-u))  # a logistic draw, then its level
