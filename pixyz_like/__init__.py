@@ -4,8 +4,8 @@ Subpackages: :mod:`pixyz_like.distributions`, :mod:`pixyz_like.losses`, :mod:`pi
 """
 
 from . import distributions, losses, models, utils
+from ._display import print_latex
 from .distributions._validation import set_validation, validation_enabled
-from .utils import print_latex
 
 __version__ = "0.1.0"
 __all__ = ["distributions", "losses", "models", "utils", "print_latex", "set_validation", "validation_enabled",

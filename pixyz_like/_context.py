@@ -1,46 +1,50 @@
-"""The per-evaluation context.
+"""The state of one evaluation.
 
 One :class:`EvalContext` is made by each top-level call (``Loss.eval``, ``Distribution.sample``,
-``Distribution.get_log_prob``...) and dropped when it returns. It memoises a distribution's
-parameters for the exact input tensors of this evaluation, so ``q(z|x)`` used by both the KL term and
-the expectation of one loss runs its network once. Nothing outlives the call: training twice on the
-same tensor, refilling an input buffer in place, or switching train/test never sees stale values
-(the defect of Pixyz's process-wide LRU cache).
+``Distribution.get_log_prob``...) and dropped when it returns. It gathers three separate things, each
+defined in its own module: the parameter memo (:class:`~pixyz_like._memo.ParamMemo`), the recorder of
+named terms (:class:`~pixyz_like._terms.TermRecorder`, only with ``return_terms=True``) and the
+evaluation's options. Nothing outlives the call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import torch
+from ._memo import ParamMemo
+from ._terms import TermRecorder
 
 __all__ = ["EvalContext"]
 
+_NO_OPTIONS: Mapping[str, Any] = {}
+
 
 class EvalContext:
-    """Memo and bookkeeping that live for one evaluation only."""
+    """Memo, term recorder and options of one evaluation.
 
-    __slots__ = ("_params", "terms", "watch", "options")
+    ``drawn(owner)`` is the list in which a distribution keeps what it learnt while drawing in this
+    call (a flow distribution keeps each sample's log-density, so scoring that sample later in the
+    same formula needs no inversion).
 
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        self._params: dict[tuple[int, ...], tuple[tuple[torch.Tensor, ...], Any]] = {}
-        # Values of the named terms of a loss (KL, reconstruction...), filled as they are computed.
-        self.terms: dict[int, torch.Tensor] = {}
-        # ids of the losses whose values are to be recorded in ``terms`` (None: record nothing).
-        self.watch: set[int] | None = None
-        self.options = options or {}
+    >>> ctx = EvalContext({"batch_n": 3})
+    >>> ctx.options["batch_n"], ctx.recorder is None, ctx.drawn("q") is ctx.drawn("q")
+    (3, True, True)
+    """
 
-    def get_params(self, dist: Any, inputs: tuple[torch.Tensor, ...]):
-        """Return memoised parameters of ``dist`` for these very input tensors, or ``None``."""
-        hit = self._params.get((id(dist), *map(id, inputs)))
-        # The memo keeps the input tensors alive, so their ids cannot be reused within the call;
-        # the identity check is a second guard.
-        if hit is None:
-            return None
-        for a, b in zip(hit[0], inputs):
-            if a is not b:
-                return None
-        return hit[1]
+    __slots__ = ("memo", "recorder", "options", "_drawn")
 
-    def put_params(self, dist: Any, inputs: tuple[torch.Tensor, ...], params: Any) -> None:
-        self._params[(id(dist), *map(id, inputs))] = (inputs, params)
+    def __init__(self, options: Mapping[str, Any] | None = None, recorder: TermRecorder | None = None) -> None:
+        self.memo = ParamMemo()
+        self.recorder = recorder
+        self.options: Mapping[str, Any] = options or _NO_OPTIONS
+        self._drawn: dict[int, tuple[object, list[Any]]] | None = None
+
+    def drawn(self, owner: object) -> list[Any]:
+        """The list of records ``owner`` made while drawing in this evaluation (empty at first)."""
+        if self._drawn is None:
+            self._drawn = {}
+        entry = self._drawn.get(id(owner))
+        if entry is None:
+            entry = self._drawn[id(owner)] = (owner, [])
+        return entry[1]

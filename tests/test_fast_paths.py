@@ -59,9 +59,9 @@ def test_joint_with_prior_root_gets_batch_n():
 def test_memo_hits_only_the_same_tensors():
     ctx = EvalContext()
     a, b, dist = torch.zeros(1), torch.zeros(1), object()
-    ctx.put_params(dist, (a, b), {"loc": a})
-    assert ctx.get_params(dist, (a, b)) == {"loc": a}
+    ctx.memo.put(dist, (a, b), {"loc": a})
+    assert ctx.memo.get(dist, (a, b)) == {"loc": a}
     for inputs in itertools.permutations((a, b, torch.zeros(1)), 2):
         if inputs != (a, b):
-            assert ctx.get_params(dist, inputs) is None
-    assert ctx.get_params(object(), (a, b)) is None
+            assert ctx.memo.get(dist, inputs) is None
+    assert ctx.memo.get(object(), (a, b)) is None

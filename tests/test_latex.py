@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pixyz_like.utils import _symbol_latex, convert_latex_name, float_latex
+from pixyz_like._latex import _symbol_latex, convert_latex_name, float_latex
 
 sympy = pytest.importorskip("sympy")
 

@@ -27,11 +27,12 @@ from typing import Any
 
 import torch
 
+from .._batch import infer_batch_n, repeat_batch
+from .._options import check_options
 from ..distributions._validation import validation_enabled
 from ..distributions.distributions import _SAMPLE_OPTIONS, Distribution, _check_inputs, call_user_function
 from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError
 from ..layers.masked import StepCache
-from ..utils import check_options, infer_batch_n, repeat_batch
 
 __all__ = ["AutoregressiveDistribution"]
 

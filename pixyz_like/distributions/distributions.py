@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from .._context import EvalContext
+from .._latex import convert_latex_name
+from .._options import check_options
 from ..errors import (
     GraphError,
     InputTypeError,
@@ -32,7 +34,7 @@ from ..errors import (
     ShapeError,
     missing_variable_error,
 )
-from ..utils import check_options, convert_latex_name, tolist
+from ..utils import tolist
 from . import _validation
 
 __all__ = ["Distribution", "DistributionBase"]
@@ -652,7 +654,7 @@ class DistributionBase(Distribution):
     def _get_params(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
         inputs = tuple(x_dict[v] for v in self._cond_var)
         if ctx is not None:
-            hit = ctx.get_params(self, inputs)
+            hit = ctx.memo.get(self, inputs)
             if hit is not None:
                 return hit
         if inputs:
@@ -674,7 +676,7 @@ class DistributionBase(Distribution):
         self._check_param_shapes(params, inputs, from_forward)
         self._validate_params(params, from_forward)
         if ctx is not None:
-            ctx.put_params(self, inputs, params)
+            ctx.memo.put(self, inputs, params)
         return params
 
     def _param_source(self, key: str, from_forward: tuple[str, ...]) -> str:

@@ -42,9 +42,11 @@ from typing import Any
 import torch
 
 from .._context import EvalContext
+from .._latex import convert_latex_name
+from .._options import check_options
 from ..errors import GraphError, NotDefinedError, ShapeError
 from ..flows.flows import Flow, _pixyz_inverse
-from ..utils import check_options, convert_latex_name, tolist
+from ..utils import tolist
 from .distributions import _SAMPLE_OPTIONS, Distribution
 
 __all__ = ["TransformedDistribution", "InverseTransformedDistribution"]
@@ -205,18 +207,13 @@ class _FlowDistribution(Distribution):
     ) -> None:
         if ctx is None:
             return
-        memo = ctx.get_params(self, ())
-        if memo is None:
-            memo = []
-            ctx.put_params(self, (), memo)
-        memo.append((value, lp, n_feat, {v: x_dict[v] for v in self._cond_var}, logdet))
+        ctx.drawn(self).append((value, lp, n_feat, {v: x_dict[v] for v in self._cond_var}, logdet))
 
     def _lookup(self, ctx: EvalContext | None, value: torch.Tensor, x_dict: Mapping[str, Any]):
         """The memo entry recorded when this very sample was drawn (same data, same conditions), if any."""
-        memo = ctx.get_params(self, ()) if ctx is not None else None
-        if not memo:
+        if ctx is None:
             return None
-        for entry in memo:
+        for entry in ctx.drawn(self):
             stored, _, n_feat, conds, _ = entry
             if not (
                 value.numel() == stored.numel()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ..utils import check_options, convert_latex_name, tolist
+from .._latex import convert_latex_name
+from .._options import check_options
+from ..utils import tolist
 
 __all__ = ["DistributionGraph", "Factor"]
 

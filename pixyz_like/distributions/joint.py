@@ -14,8 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._batch import infer_batch_n, repeat_batch
+from .._latex import convert_latex_name
 from ..errors import GraphError, NotDefinedError, ShapeError
-from ..utils import convert_latex_name, infer_batch_n, repeat_batch, tolist
+from ..utils import tolist
 from .distributions import Distribution
 
 __all__ = ["MultiplyDistribution", "ReplaceVarDistribution", "MarginalizeVarDistribution"]

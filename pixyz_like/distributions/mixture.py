@@ -14,9 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._batch import infer_batch_n
 from .._context import EvalContext
+from .._latex import convert_latex_name, format_number
 from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError, VariableMismatchError
-from ..utils import convert_latex_name, format_number, infer_batch_n, tolist
+from ..utils import tolist
 from .distributions import Distribution
 from .families import Categorical
 

@@ -5,7 +5,7 @@
 ('MixtureModel', 'PosteriorMixtureModel')
 """
 
-from ..utils import convert_latex_name
+from .._latex import convert_latex_name
 from .distributions import Distribution
 from .mixture import MixtureModel, PosteriorMixtureModel
 

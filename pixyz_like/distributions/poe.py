@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from .._context import EvalContext
+from .._latex import convert_latex_name
 from ..errors import GraphError, ParameterError, ShapeError, VariableMismatchError, missing_variable_error
-from ..utils import convert_latex_name, tolist
+from ..utils import tolist
 from .distributions import Distribution
 from .families import Normal
 from .joint import ReplaceVarDistribution

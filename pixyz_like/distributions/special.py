@@ -38,7 +38,7 @@ class Deterministic(Distribution):
 
     def _compute(self, x_dict: Mapping, ctx) -> dict[str, torch.Tensor]:
         inputs = tuple(x_dict[v] for v in self._cond_var)
-        hit = ctx.get_params(self, inputs) if ctx is not None else None
+        hit = ctx.memo.get(self, inputs) if ctx is not None else None
         if hit is not None:
             return hit
         kwargs = dict(zip(self._cond_var, inputs))
@@ -53,7 +53,7 @@ class Deterministic(Distribution):
             raise ParameterError(f"{self._owner()}: forward() must return a dict with keys {self._var}, got {got}")
         out = dict(out)
         if ctx is not None:
-            ctx.put_params(self, inputs, out)
+            ctx.memo.put(self, inputs, out)
         return out
 
     def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):

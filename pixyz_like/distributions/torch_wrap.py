@@ -107,7 +107,7 @@ class TorchDistribution(Distribution):
     def _build(self, x_dict: Mapping[str, Any], ctx: Any) -> torch.distributions.Distribution:
         inputs = tuple(x_dict[v] for v in self._cond_var)
         if ctx is not None:
-            hit = ctx.get_params(self, inputs)
+            hit = ctx.memo.get(self, inputs)
             if hit is not None:
                 return hit
         try:
@@ -123,7 +123,7 @@ class TorchDistribution(Distribution):
                 f"got {type(dist).__name__}"
             )
         if ctx is not None:
-            ctx.put_params(self, inputs, dist)
+            ctx.memo.put(self, inputs, dist)
         return dist
 
     def torch_distribution(self, x_dict: Mapping[str, Any] | None = None) -> torch.distributions.Distribution:

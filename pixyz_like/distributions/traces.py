@@ -28,8 +28,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .._batch import infer_batch_n, repeat_batch
 from ..errors import GraphError, NotDefinedError
-from ..utils import infer_batch_n, repeat_batch
 from .distributions import Distribution
 from .joint import ReplaceVarDistribution
 from .special import Deterministic

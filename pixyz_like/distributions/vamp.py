@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .._latex import convert_latex_name
 from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError
-from ..utils import convert_latex_name
 from .distributions import Distribution, DistributionBase
 from .poe import _family_of, family_params
 
@@ -117,13 +117,13 @@ class VampPrior(Distribution):
 
     def _components(self, ctx) -> dict[str, torch.Tensor]:
         """The encoder's parameters at the K pseudo-inputs, each of shape ``(K or 1, *features)``."""
-        hit = ctx.get_params(self, (self.pseudo_inputs,)) if ctx is not None else None
+        hit = ctx.memo.get(self, (self.pseudo_inputs,)) if ctx is not None else None
         if hit is not None:
             return hit
         u = self.pseudo_inputs if self.activation is None else self.activation(self.pseudo_inputs)
         params = family_params(self.q, {self.q.input_var[0]: u}, ctx)
         if ctx is not None:
-            ctx.put_params(self, (self.pseudo_inputs,), params)
+            ctx.memo.put(self, (self.pseudo_inputs,), params)
         return params
 
     def _family(self) -> DistributionBase:

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
+from .._batch import infer_batch_n
 from .._context import EvalContext
 from ..errors import GraphError, MissingVariableError, VariableMismatchError
-from ..utils import infer_batch_n
 
 __all__ = ["check_pair", "batch_size", "draw", "draw_all"]
 

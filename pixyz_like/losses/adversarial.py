@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import optim
 
+from .._options import check_options
 from ..distributions.special import EmpiricalDistribution
 from ..errors import GraphError, ParameterError, ShapeError
-from ..utils import check_options
 from ._two_sample import batch_size, check_pair, draw_all
 from .losses import Divergence
 

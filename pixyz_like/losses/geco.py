@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..utils import convert_latex_name
+from .._latex import convert_latex_name
 from .losses import Loss, ValueLoss, _as_loss
 
 __all__ = ["GECO", "LagrangeMultiplier"]

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import torch
 
+from .._latex import convert_latex_name
 from ..errors import ShapeError
-from ..utils import convert_latex_name
 from .losses import Loss
 
 __all__ = ["InfoNCE"]

@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from .._latex import convert_latex_name
 from ..errors import MissingVariableError, ShapeError
-from ..utils import convert_latex_name, tolist
+from ..utils import tolist
 from .losses import _ADD, Expectation, Loss
 
 __all__ = ["IterativeLoss"]

@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 
+from .._batch import infer_batch_n
 from .._context import EvalContext
+from .._latex import convert_latex_name
 from ..distributions.distributions import DistributionBase
 from ..errors import MissingVariableError, VariableMismatchError, missing_variable_error
-from ..utils import convert_latex_name, infer_batch_n
 from .divergences import _family
 from .losses import Loss, _fold_dict, sample_folded
 

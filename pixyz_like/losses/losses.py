@@ -18,18 +18,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from .._batch import infer_batch_n, repeat_batch
 from .._context import EvalContext
+from .._latex import convert_latex_name, float_latex, format_number, latex_to_tag
+from .._options import check_options
+from .._terms import TermRecorder
 from ..distributions.distributions import _broadcast_shapes
 from ..errors import InputTypeError, MissingVariableError, ShapeError, missing_variable_error
-from ..utils import (
-    check_options,
-    convert_latex_name,
-    float_latex,
-    format_number,
-    infer_batch_n,
-    latex_to_tag,
-    repeat_batch,
-)
 
 __all__ = [
     "Loss",
@@ -224,8 +219,8 @@ class Loss(nn.Module):
 
     def _evaluate(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         value, samples = self._eval(x_dict, ctx)
-        if ctx.watch is not None and id(self) in ctx.watch:
-            ctx.terms[id(self)] = value
+        if ctx.recorder is not None:
+            ctx.recorder.record(self, value)
         return value, samples
 
     def _checked_inputs(self, x_dict: Any) -> dict[str, Any]:
@@ -278,10 +273,9 @@ class Loss(nn.Module):
         missing = [v for v in self._input_var if v not in x_dict]
         if missing:
             raise missing_variable_error(f"loss {self._latex()}", "eval", missing, x_dict.keys())
-        ctx = EvalContext(options)
-        term_list = self.terms() if return_terms else None
-        if term_list is not None:
-            ctx.watch = {id(t) for t in term_list}
+        term_list = self.terms() if return_terms else []
+        recorder = TermRecorder(term_list) if return_terms else None
+        ctx = EvalContext(options, recorder)
         if test_mode:
             value, samples = self._evaluate_in_test_mode(x_dict, ctx)
         else:
@@ -289,8 +283,8 @@ class Loss(nn.Module):
         out: list[Any] = [value]
         if return_dict:
             out.append({**x_dict, **samples} if return_all else samples)
-        if term_list is not None:
-            out.append(self._term_values(term_list, ctx))
+        if recorder is not None:
+            out.append(self._term_values(term_list, recorder))
         return value if len(out) == 1 else tuple(out)
 
     def eval_options(self) -> frozenset[str]:
@@ -343,16 +337,16 @@ class Loss(nn.Module):
                 m.train(mode)
 
     @staticmethod
-    def _term_values(term_list: list[Loss], ctx: EvalContext) -> dict[str, torch.Tensor]:
+    def _term_values(term_list: list[Loss], recorder: TermRecorder) -> dict[str, torch.Tensor]:
         values: dict[str, torch.Tensor] = {}
         for t in term_list:
-            if id(t) not in ctx.terms:
+            v = recorder.value(t)
+            if v is None:
                 continue
             tag = t._term_name if t._term_name is not None else latex_to_tag(t._latex())
             base, i = tag, 2
             while tag in values:
                 tag, i = f"{base} #{i}", i + 1
-            v = ctx.terms[id(t)]
             values[tag] = (v.detach().float().mean() if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
         return values
 

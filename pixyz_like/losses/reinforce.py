@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .._batch import infer_batch_n
 from ..errors import NotDefinedError
-from ..utils import infer_batch_n
 from .losses import Loss, ValueLoss, _as_loss, sample_folded
 
 __all__ = ["REINFORCE"]

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import torch
 
+from .._latex import convert_latex_name
 from ..errors import NotDefinedError
-from ..utils import convert_latex_name
 from .losses import Loss, _number_latex
 
 __all__ = ["CodebookLoss", "CommitmentLoss"]

@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from torch import nn, optim
 
+from .._options import check_options
 from ..distributions.distributions import Distribution
 from ..errors import CheckpointError, OptionError, ShapeError
 from ..losses.losses import Loss
-from ..utils import check_options, tolist
+from ..utils import tolist
 from . import _checkpoint as ckpt
 from .step import Stepper
 from .training import fit as _fit
