@@ -251,13 +251,13 @@ class AutoregressiveDistribution(Distribution):
 
     def _params(self, flat: dict[str, Any], n: int, ctx: Any = None, key: tuple = ()) -> dict[str, torch.Tensor]:
         if ctx is not None:
-            hit = ctx.get_params(self, key)
+            hit = ctx.memo.get(self, key)
             if hit is not None:
                 return hit
         params = self._call(self.forward, "forward", (), flat)
         self._check_params(params, n, self.positions, "forward")
         if ctx is not None:
-            ctx.put_params(self, key, params)
+            ctx.memo.put(self, key, params)
         return params
 
     def get_params(self, params_dict: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
