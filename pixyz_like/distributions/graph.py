@@ -163,7 +163,7 @@ class DistributionGraph:
         lines.append("}")
         return "\n".join(lines)
 
-    def _repr_svg_(self):  # pragma: no cover - only when graphviz happens to be installed
+    def _repr_svg_(self) -> str | None:  # pragma: no cover - only when graphviz happens to be installed
         try:
             import graphviz  # type: ignore
         except ImportError:

@@ -81,7 +81,9 @@ class _Layer(nn.Module):
         self.event_shape = _event_shape(type(self).__name__, event_shape)
 
     @_ParamsSize
-    def params_size(cls, self, event_shape: Sequence[int] | int | None = None, **kwargs: Any) -> int:  # noqa: N805
+    def params_size(  # noqa: N805
+        cls: type[_Layer], self: _Layer | None, event_shape: Sequence[int] | int | None = None, **kwargs: Any
+    ) -> int:
         """The number of parameters (the last dimension of the network's output) for ``event_shape``."""
         if event_shape is None:
             if self is None:
@@ -179,7 +181,9 @@ class IndependentCategorical(_Layer):
         self.num_classes = num_classes
 
     @classmethod
-    def _per_element(cls, self: Any, num_classes: int | None = None) -> int:
+    def _per_element(cls, self: Any, num_classes: int | None = None, **kwargs: Any) -> int:
+        if kwargs:
+            return super()._per_element(self, **kwargs)  # raises: unexpected arguments
         if num_classes is None:
             if self is None:
                 raise TypeError("IndependentCategorical.params_size() on the class needs num_classes=")

@@ -64,6 +64,12 @@ class VectorQuantizer(Deterministic):
 
     distribution_name = "Vector quantiser"
     has_reparam = True
+    # A learnt nn.Parameter, or a buffer moved by the moving averages (ema=True).
+    codebook: torch.Tensor
+    ema_count: torch.Tensor
+    ema_sum: torch.Tensor
+    usage: torch.Tensor
+    steps: torch.Tensor
 
     def __init__(self, num_embeddings: int, embedding_dim: int, var: Sequence[str] | str = ("z_q",),
                  cond_var: Sequence[str] | str = ("z_e",), name: str = "q", channel_dim: int = -1,
