@@ -7,6 +7,8 @@ decode a raw torch error raised deep inside a network.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "PixyzLikeError",
     "MissingVariableError",
@@ -213,7 +215,9 @@ class NonFiniteGradientError(NonFiniteLossError):
     """
 
 
-def missing_variable_error(owner: str, action: str, missing, given) -> MissingVariableError:
+def missing_variable_error(
+    owner: str, action: str, missing: Iterable[str], given: Iterable[str]
+) -> MissingVariableError:
     """The one message format for a variable absent from an input dict.
 
     >>> print(missing_variable_error("q(z|x) (Normal)", "sample", ["x"], {"y": 0}))

@@ -21,13 +21,15 @@ module the loss holds, which ``Model.save`` and ``fit``'s checkpoints carry and 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from .._context import EvalContext
 from .._latex import convert_latex_name
-from .losses import Loss, ValueLoss, _as_loss
+from .losses import Loss, ValueLoss, _as_loss, _Text
 
 __all__ = ["GECO", "LagrangeMultiplier"]
 
@@ -35,6 +37,11 @@ __all__ = ["GECO", "LagrangeMultiplier"]
 class _GECOState(nn.Module):
     """The multiplier (in logs), the constraint's moving average and the number of updates: buffers,
     so that a model's state dict (and so every checkpoint) holds them."""
+
+    log_multiplier: torch.Tensor
+    constraint_average: torch.Tensor
+    steps: torch.Tensor
+    evaluations: torch.Tensor
 
     def __init__(self, multiplier: float) -> None:
         super().__init__()
@@ -65,7 +72,7 @@ class LagrangeMultiplier(Loss):
     def _latex(self) -> str:
         return self._text
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         return self.state.log_multiplier.detach().exp(), {}
 
 
@@ -107,6 +114,7 @@ class GECO(Loss):
     """
 
     _is_term = False
+    _formula: Loss  # kept in __dict__, out of the module tree
 
     def __init__(self, objective: Loss, constraint: Loss, tolerance: float, alpha: float = 0.99,
                  step_size: float = 1e-2, multiplier: float = 1.0, min_multiplier: float = 1e-6,
@@ -158,14 +166,14 @@ class GECO(Loss):
     def _latex(self) -> str:
         return self._formula._latex()
 
-    def _render(self):
+    def _render(self) -> _Text:
         return self._formula._render()
 
     @property
     def _precedence(self) -> int:  # type: ignore[override]
         return self._formula._precedence
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         obj, s1 = self.objective._evaluate(x_dict, ctx)
         con, s2 = self.constraint._evaluate(x_dict, ctx)
         lam, _ = self.lagrange_multiplier._evaluate(x_dict, ctx)

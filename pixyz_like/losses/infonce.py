@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..errors import ShapeError
 from .losses import Loss
@@ -97,7 +99,7 @@ class InfoNCE(Loss):
             raise ShapeError(f"loss {self._latex()}: the critic returned {got}; expected {want}")
         return s
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         s = self.scores(x_dict[self.x], x_dict[self.c])
         n = s.shape[0]
         return s.diagonal() - torch.logsumexp(s, dim=1) + math.log(n), {}

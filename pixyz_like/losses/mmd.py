@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from .._context import EvalContext
+from ..distributions.distributions import Distribution
 from ..errors import ShapeError
 from ._two_sample import batch_size, check_pair, draw
 from .losses import Divergence
@@ -114,7 +116,10 @@ class MMD(Divergence):
 
     _options = ("batch_n",)
 
-    def __init__(self, p, q, kernel: str | Callable[..., torch.Tensor] = "gaussian", **kernel_params: Any) -> None:
+    def __init__(
+        self, p: Distribution, q: Distribution, kernel: str | Callable[..., torch.Tensor] = "gaussian",
+        **kernel_params: Any,
+    ) -> None:
         check_pair("MMD", p, q)
         if isinstance(kernel, str):
             if kernel not in _KERNELS:
@@ -136,7 +141,7 @@ class MMD(Divergence):
     def _latex(self) -> str:
         return f"D_{{MMD^2}} \\left[{self.p.prob_text}||{self.q.prob_text} \\right]"
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         n = batch_size("MMD", self.p, self.q, x_dict, ctx)
         xp = draw(self.p, x_dict, ctx, n)
         xq = draw(self.q, x_dict, ctx, n)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
+from .._context import EvalContext
 from .losses import Loss
 
 __all__ = ["DataParalleledLoss"]
@@ -40,6 +42,7 @@ class DataParalleledLoss(Loss):
         if not isinstance(loss, Loss):
             raise TypeError(f"DataParalleledLoss wraps a Loss, got {type(loss).__name__}")
         super().__init__(loss.input_var)
+        self.paralleled: nn.DataParallel[Loss] | nn.parallel.DistributedDataParallel
         if distributed:
             self.paralleled = nn.parallel.DistributedDataParallel(loss, **kwargs)
         else:
@@ -68,7 +71,7 @@ class DataParalleledLoss(Loss):
     def _latex(self) -> str:
         return self.module._latex()
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         # Loss.forward is eval(x_dict, return_dict=True): DataParallel scatters the dict's tensors
         # along dim 0, runs the replicas and gathers (value, samples) back onto the output device.
         value, out = self.paralleled(x_dict, **ctx.options)

@@ -3,10 +3,14 @@ r"""The score-function (REINFORCE) estimator of the gradient of an expectation."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from .._batch import infer_batch_n
+from .._context import EvalContext
+from ..distributions.distributions import Distribution
+from ..distributions.protocol import SampleSpec
 from ..errors import NotDefinedError
 from .losses import Loss, ValueLoss, _as_loss, sample_folded
 
@@ -51,8 +55,8 @@ class REINFORCE(Loss):
     torch.Size([1])
     """
 
-    def __init__(self, p, f, b=None, sample_shape: Sequence[int] | torch.Size = torch.Size([1]),
-                 reparam: bool = False) -> None:
+    def __init__(self, p: Distribution, f: Loss | float | torch.Tensor, b: Loss | float | torch.Tensor | None = None,
+                 sample_shape: Sequence[int] | torch.Size = torch.Size([1]), reparam: bool = False) -> None:
         if reparam:
             raise NotDefinedError(
                 f"REINFORCE({p.prob_text}, ...): reparam=True would add the pathwise gradient to the score "
@@ -74,11 +78,11 @@ class REINFORCE(Loss):
         head = "\\mathbb{E}^{REINFORCE}" if zero else f"\\mathbb{{E}}^{{REINFORCE, b = {base._latex()}}}"
         return f"{head}_{{{self.p.prob_text}}} \\left[{self.f._latex()} \\right]"
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         batch_n = None
         if not any(v in x_dict for v in self.p.input_var):
             batch_n = infer_batch_n(x_dict, self.f.input_var)
-        samples, folded, n, batch = sample_folded(self.p, x_dict, ctx, self.sample_shape, False, batch_n)
+        samples, folded, n, batch = sample_folded(self.p, x_dict, ctx, SampleSpec(batch_n, self.sample_shape))
         # Samples must not carry gradient: the score term alone accounts for how they depend on theta.
         folded = {k: v.detach() if k in samples else v for k, v in folded.items()}
         f, _ = self.f._evaluate(folded, ctx)

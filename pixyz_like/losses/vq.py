@@ -30,16 +30,22 @@ torch.Size([3])
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 
+from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..errors import NotDefinedError
 from .losses import Loss, _number_latex
 
+if TYPE_CHECKING:  # for the annotations; the run-time import stays inside _check_quantizer
+    from ..distributions.vq import VectorQuantizer
+
 __all__ = ["CodebookLoss", "CommitmentLoss"]
 
 
-def _check_quantizer(owner: str, vq) -> None:
+def _check_quantizer(owner: str, vq: object) -> None:
     from ..distributions.vq import VectorQuantizer
 
     if not isinstance(vq, VectorQuantizer):
@@ -66,7 +72,7 @@ class CodebookLoss(Loss):
     (None, [0.0625, 1.0])
     """
 
-    def __init__(self, quantizer) -> None:
+    def __init__(self, quantizer: VectorQuantizer) -> None:
         _check_quantizer("CodebookLoss", quantizer)
         if quantizer.ema:
             raise NotDefinedError(
@@ -80,7 +86,7 @@ class CodebookLoss(Loss):
     def _latex(self) -> str:
         return f"\\| sg[{self._z}] - e \\|^2"
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         z_e = x_dict[self.quantizer.cond_var[0]].detach()
         e, _ = self.quantizer.quantize(z_e)
         return _per_point((z_e - e) ** 2), {}
@@ -101,7 +107,7 @@ class CommitmentLoss(Loss):
     (None, tensor([0.0312, 0.5000]))
     """
 
-    def __init__(self, quantizer, beta: float | str = 0.25) -> None:
+    def __init__(self, quantizer: VectorQuantizer, beta: float | str = 0.25) -> None:
         _check_quantizer("CommitmentLoss", quantizer)
         if isinstance(beta, str):
             if not beta:
@@ -120,7 +126,7 @@ class CommitmentLoss(Loss):
     def _latex(self) -> str:
         return f"{self._beta_text} \\| {self._z} - sg[e] \\|^2"
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         z_e = x_dict[self.quantizer.cond_var[0]]
         e, _ = self.quantizer.quantize(z_e.detach())
         beta = x_dict[self.beta] if isinstance(self.beta, str) else self.beta
