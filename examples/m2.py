@@ -77,6 +77,7 @@ class SumOverClasses(Loss):
     def __init__(self, q, f: Loss, n_classes: int) -> None:
         super().__init__(q.input_var + [v for v in f.input_var if v not in q.var])
         self.q, self.f, self.n_classes = q, f, n_classes
+        self.log_q = q.log_prob()
 
     def _latex(self) -> str:
         y = self.q.var[0]
@@ -88,7 +89,7 @@ class SumOverClasses(Loss):
         batch = ref.shape[0]
         eye = torch.eye(k, dtype=ref.dtype, device=ref.device)
         # log q(y=e_k|x) for every class; the classifier runs once (memoised on its input tensor)
-        log_w = torch.stack([self.q._log_prob({**x_dict, y: eye[i].expand(batch, k)}, ctx, True, None)
+        log_w = torch.stack([self.log_q._evaluate({**x_dict, y: eye[i].expand(batch, k)}, ctx)[0]
                              for i in range(k)])
         folded = {v: x_dict[v].unsqueeze(0).expand(k, *x_dict[v].shape).reshape(k * batch, *x_dict[v].shape[1:])
                   for v in self.f.input_var if v != y}

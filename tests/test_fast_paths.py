@@ -8,7 +8,7 @@ import torch
 
 from pixyz_like._context import EvalContext
 from pixyz_like.distributions import Normal
-from pixyz_like.distributions.distributions import _broadcast_shapes
+from pixyz_like.distributions.protocol import broadcast_shapes
 
 
 def test_broadcast_shapes_matches_torch():
@@ -19,9 +19,9 @@ def test_broadcast_shapes_matches_torch():
             expected = torch.broadcast_shapes(*shapes)
         except RuntimeError:
             with pytest.raises(RuntimeError):
-                _broadcast_shapes(shapes)
+                broadcast_shapes(shapes)
         else:
-            assert _broadcast_shapes(shapes) == expected, shapes
+            assert broadcast_shapes(shapes) == expected, shapes
 
 
 def chain(n):

@@ -28,9 +28,11 @@ from typing import Any
 import torch
 
 from .._batch import infer_batch_n, repeat_batch
+from .._context import EvalContext
 from .._options import check_options
 from ..distributions._validation import validation_enabled
 from ..distributions.distributions import _SAMPLE_OPTIONS, Distribution, _check_inputs, call_user_function
+from ..distributions.protocol import SampleSpec, ScoreSpec, reduce_features
 from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError
 from ..layers.masked import StepCache
 
@@ -269,18 +271,14 @@ class AutoregressiveDistribution(Distribution):
         return self._params(flat, math.prod(lead))
 
     # ------------------------------------------------------------------ density
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         value = self._check_value(x_dict[self._var[0]])
         flat, lead = self._flat_inputs(x_dict, value)
         key = (x_dict[self._var[0]], *(x_dict[v] for v in self._cond_var))
         params = self._params(flat, math.prod(lead), ctx, key)
         lp = self._log_prob_elements(params, flat[self._var[0]])
         lp = lp.reshape(*lead, *lp.shape[1:])
-        if not sum_features:
-            return lp
-        if feature_dims is not None:
-            return lp.sum(dim=tuple(feature_dims)) if len(feature_dims) else lp
-        return lp.sum(dim=tuple(range(len(lead), lp.ndim)))
+        return reduce_features(lp, lp.ndim - len(lead), spec)
 
     def _point(self, x_dict: Any, kind: str) -> torch.Tensor:
         x_dict = self._as_dict(x_dict, f"sample_{kind}")
@@ -350,10 +348,10 @@ class AutoregressiveDistribution(Distribution):
             "given the data"
         )
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
-        if sample_mean:
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        if spec.sample_mean:
             self._no_sample_mean()
-        return {self._var[0]: self._generate(x_dict, batch_n, sample_shape, 1.0, self._has_step)}
+        return {self._var[0]: self._generate(x_dict, spec.batch_n, spec.sample_shape, 1.0, self._has_step)}
 
     def _like(self, conds: Mapping[str, Any]) -> torch.Tensor:
         """A tensor whose dtype and device the samples take: a conditioning input's, else a parameter's."""

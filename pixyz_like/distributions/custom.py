@@ -8,8 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._context import EvalContext
 from ..errors import NotDefinedError, ShapeError
-from .distributions import Distribution, _sum_features
+from .distributions import Distribution
+from .protocol import SampleSpec, ScoreSpec, reduce_features
 
 __all__ = ["CustomProb"]
 
@@ -76,20 +78,20 @@ class CustomProb(Distribution):
     def distribution_name(self) -> str:  # type: ignore[override]
         return self._distribution_name
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         raise NotDefinedError(
             f"{self._owner()}: a CustomProb is defined by its log-density only and cannot be sampled"
         )
 
     def sample(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Not available: a CustomProb cannot be sampled (raises :class:`NotDefinedError`)."""
-        return self._sample({}, None, None, torch.Size(), False, False)
+        return self._sample({}, ctx=EvalContext(), spec=SampleSpec())
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         lp = self._log_prob_function(**{v: x_dict[v] for v in self._var + self._cond_var})
         if not isinstance(lp, torch.Tensor):
             raise ShapeError(f"{self._owner()}: log_prob_function must return a tensor, got {type(lp).__name__}")
         n_feat = len(self._features_shape) if len(self._features_shape) else None
         if n_feat is not None and lp.ndim <= x_dict[self._var[0]].ndim - n_feat:
             return lp  # already one value per data point
-        return _sum_features(lp, n_feat, sum_features, feature_dims)
+        return reduce_features(lp, n_feat, spec)

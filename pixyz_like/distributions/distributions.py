@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ..utils import tolist
 from . import _validation
+from .protocol import SampleSpec, ScoreSpec, broadcast_shapes, reduce_features
 
 __all__ = ["Distribution", "DistributionBase"]
 
@@ -86,24 +87,6 @@ def _shapes(tensors: Mapping[str, Any]) -> str:
         f"{k}: {tuple(v.shape)}" if isinstance(v, torch.Tensor) else f"{k}: {type(v).__name__}"
         for k, v in tensors.items()
     )
-
-
-def _broadcast_shapes(shapes: list[torch.Size]) -> torch.Size:
-    """``torch.broadcast_shapes`` in plain Python: torch's goes through its reference implementation,
-    about 30 us a call on CPU, paid by every factor at every sample and log-prob."""
-    first = shapes[0]
-    if all(s == first for s in shapes):
-        return first
-    out = [1] * max(len(s) for s in shapes)
-    for s in shapes:
-        off = len(out) - len(s)
-        for i, d in enumerate(s):
-            o = out[off + i]
-            if d != o and d != 1:
-                if o != 1:
-                    return torch.broadcast_shapes(*shapes)  # incompatible: torch's own error
-                out[off + i] = d
-    return torch.Size(out)
 
 
 def call_user_function(owner: str, fn: Any, what: str, args: tuple, kwargs: dict[str, Any]) -> Any:
@@ -324,7 +307,8 @@ class Distribution(nn.Module):
         self._require(x_dict, self.input_var, "sample")
         if reparam and not sample_mean:
             self._check_reparam()
-        out = self._sample(x_dict, EvalContext(), batch_n, self._sample_shape(sample_shape), reparam, sample_mean)
+        spec = SampleSpec(batch_n, self._sample_shape(sample_shape), reparam, sample_mean)
+        out = self._sample(x_dict, ctx=EvalContext(), spec=spec)
         if return_all:
             x_dict.update(out)
             return x_dict
@@ -356,7 +340,7 @@ class Distribution(nn.Module):
         check_options(f"{self._owner()}.get_log_prob()", options, ("sum_features", "feature_dims"))
         x_dict = self._as_dict(x_dict, "get_log_prob")
         self._require(x_dict, self.scoring_var, "get_log_prob")
-        return self._log_prob(x_dict, EvalContext(), sum_features, feature_dims)
+        return self._log_prob(x_dict, ctx=EvalContext(), spec=ScoreSpec.of(sum_features, feature_dims))
 
     @property
     def scoring_var(self) -> list[str]:
@@ -466,41 +450,14 @@ class Distribution(nn.Module):
                 "sampler; call sample(reparam=False), or use a relaxed family"
             )
 
-    def _sample(
-        self,
-        x_dict: dict[str, Any],
-        ctx: EvalContext,
-        batch_n: int | None,
-        sample_shape: torch.Size,
-        reparam: bool,
-        sample_mean: bool,
-    ) -> dict[str, torch.Tensor]:
-        """Draw the variables; returns only the new ones. Inputs are known to be present."""
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        """Draw the variables as ``spec`` says; returns only the new ones. Inputs are known to be present
+        (see :mod:`pixyz_like.distributions.protocol`)."""
         raise NotImplementedError
 
-    def _log_prob(
-        self, x_dict: dict[str, Any], ctx: EvalContext, sum_features: bool, feature_dims: Sequence[int] | None
-    ) -> torch.Tensor:
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
+        """The log-density of ``var`` given the inputs, summed as ``spec`` says."""
         raise NotDefinedError(f"{self._owner()}: its log-density is not defined")
-
-
-def _sum_features(lp: torch.Tensor, n_feat: int, sum_features: bool, feature_dims) -> torch.Tensor:
-    """Sum a log-density over its feature dimensions.
-
-    ``n_feat`` trailing dimensions are features; everything before them is sample and batch
-    dimensions, which are kept. ``n_feat`` is ``None`` when the features are not known: scalar
-    constant parameters (shape ``(1,)``) scoring a larger value. Then we follow Pixyz and sum every
-    dimension but the first, so ``Normal(loc=0., scale=1.)`` scores a ``(batch, d)`` value per row.
-    """
-    if not sum_features:
-        return lp
-    if feature_dims is not None:
-        return lp.sum(dim=tuple(feature_dims)) if len(feature_dims) else lp
-    if n_feat is None:
-        return lp.sum(dim=tuple(range(1, lp.ndim))) if lp.ndim > 1 else lp
-    if n_feat > 0:
-        return lp.sum(dim=tuple(range(-n_feat, 0)))
-    return lp
 
 
 def _promote(params: dict[str, torch.Tensor], value: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -715,7 +672,7 @@ class DistributionBase(Distribution):
         """The parameters must broadcast with each other, and those from ``forward`` must keep the
         batch size of the inputs (or 1): a network returning 3 rows for a 4-row batch is refused."""
         try:
-            shape = _broadcast_shapes([p.shape for p in params.values()])
+            shape = broadcast_shapes([p.shape for p in params.values()])
         except RuntimeError as e:
             sources = "; ".join(f"{self._param_source(k, from_forward)}: {tuple(v.shape)}" for k, v in params.items())
             raise ShapeError(
@@ -773,7 +730,7 @@ class DistributionBase(Distribution):
 
     def _batch_shape(self, params: dict[str, torch.Tensor], batch_n: int | None) -> torch.Size:
         """Broadcast shape of the parameters ``(batch, *features[, event])``, with ``batch_n`` applied."""
-        shape = _broadcast_shapes([p.shape for p in params.values()])
+        shape = broadcast_shapes([p.shape for p in params.values()])
         if batch_n is not None and len(shape) > 0 and shape[0] != batch_n:
             if shape[0] != 1:
                 raise ShapeError(
@@ -844,7 +801,8 @@ class DistributionBase(Distribution):
         return self._torch_dist(params).variance
 
     # ------------------------------------------------------------------ protocol
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        batch_n, sample_shape, reparam, sample_mean = spec
         params = self._get_params(x_dict, ctx)
         shape = self._batch_shape(params, batch_n)
         if sample_mean:
@@ -866,7 +824,7 @@ class DistributionBase(Distribution):
             )
         if value.shape != shape:
             try:
-                _broadcast_shapes([value.shape[: value.ndim - self.event_ndim], shape[: len(shape) - self.event_ndim]])
+                broadcast_shapes([value.shape[: value.ndim - self.event_ndim], shape[: len(shape) - self.event_ndim]])
             except RuntimeError as e:
                 raise ShapeError(
                     f"{self._owner()}: variable {var!r} of shape {tuple(value.shape)} does not broadcast with its "
@@ -874,7 +832,7 @@ class DistributionBase(Distribution):
                 ) from e
         return value
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         params = self._get_params(x_dict, ctx)
         given = self._check_value(params, x_dict[self._var[0]])
         params, value = _promote(params, given)
@@ -884,13 +842,14 @@ class DistributionBase(Distribution):
             checked = given if given.is_floating_point() else value
             _validation.check_value(self._owner, self._var[0], checked, self._value_support())
         lp = self._log_prob_value(params, value)
-        return _sum_features(lp, self._n_feat(params), sum_features, feature_dims)
+        return reduce_features(lp, self._n_feat(params), spec)
 
     def get_entropy(self, x_dict=None, sum_features=True, feature_dims=None):
         x_dict = self._as_dict(x_dict, "get_entropy")
         self._require(x_dict, self.input_var, "get_entropy")
         params = self._get_params(x_dict, None)
-        return _sum_features(self._entropy(params), self._n_feat(params), sum_features, feature_dims)
+        spec = ScoreSpec.of(sum_features, feature_dims)
+        return reduce_features(self._entropy(params), self._n_feat(params), spec)
 
     def sample_mean(self, x_dict=None):
         x_dict = self._as_dict(x_dict, "sample_mean")

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .._context import EvalContext
 from ..errors import NotDefinedError, ParameterError, ShapeError
 from ._validation import (
     FINITE,
@@ -35,6 +36,7 @@ from ._validation import (
 )
 from .distributions import DistributionBase
 from .kl import register_kl
+from .protocol import SampleSpec
 
 __all__ = ["Normal", "Bernoulli", "Categorical"]
 
@@ -387,19 +389,21 @@ def _relaxed_keys_ok(keys: Iterable[str]) -> bool:
     return keys == {"temperature", "probs"} or keys == {"temperature", "logits"}
 
 
-def _relaxed_sample(dist: DistributionBase, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+def _relaxed_sample(
+    dist: DistributionBase, x_dict: dict[str, Any], ctx: EvalContext, spec: SampleSpec
+) -> dict[str, torch.Tensor]:
     """A relaxed family's draw; ``sample(sample_mean=True)`` is refused, as in Pixyz.
 
     The relaxed (Concrete) distribution's mean has no closed form, so Pixyz's ``sample(sample_mean=True)``
     raised; its ``sample_mean()`` method gives the underlying probabilities instead (used to read a
     classifier's prediction), and so does this class's.
     """
-    if sample_mean and not getattr(dist, "hard", False):
+    if spec.sample_mean and not getattr(dist, "hard", False):
         raise NotDefinedError(
             f"{dist._owner()}: the relaxed distribution's mean has no closed form, so sample(sample_mean=True) "
             "is not defined (as in Pixyz); sample_mean(x_dict) gives the underlying probabilities"
         )
-    return DistributionBase._sample(dist, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean)
+    return DistributionBase._sample(dist, x_dict, ctx=ctx, spec=spec)
 
 
 class RelaxedBernoulli(DistributionBase):
@@ -447,8 +451,8 @@ class RelaxedBernoulli(DistributionBase):
     distribution_torch_class = torch.distributions.RelaxedBernoulli
     param_support = {"temperature": POSITIVE, "probs": UNIT_INTERVAL, "logits": FINITE}
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
-        return _relaxed_sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean)
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        return _relaxed_sample(self, x_dict, ctx, spec)
 
     def _value_support(self):
         return UNIT_INTERVAL
@@ -624,8 +628,8 @@ class RelaxedCategorical(DistributionBase):
     distribution_torch_class = torch.distributions.RelaxedOneHotCategorical
     param_support = {"temperature": POSITIVE, "probs": WEIGHTS}
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
-        return _relaxed_sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean)
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        return _relaxed_sample(self, x_dict, ctx, spec)
 
     def _value_support(self):
         return ONE_HOT if self.hard else SIMPLEX

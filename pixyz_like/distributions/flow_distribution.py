@@ -48,6 +48,7 @@ from ..errors import GraphError, NotDefinedError, ShapeError
 from ..flows.flows import Flow, _pixyz_inverse
 from ..utils import tolist
 from .distributions import _SAMPLE_OPTIONS, Distribution
+from .protocol import SUMMED, SampleSpec, ScoreSpec
 
 __all__ = ["TransformedDistribution", "InverseTransformedDistribution"]
 
@@ -185,11 +186,11 @@ class _FlowDistribution(Distribution):
         """log p_0(z) summed over exactly the feature dims of ``z`` (its first ``n_lead`` dims are kept)."""
         work = dict(x_dict)
         work[self.prior.var[0]] = z
-        return self.prior._log_prob(work, ctx, True, tuple(range(n_lead, z.ndim)))
+        return self.prior._log_prob(work, ctx=ctx, spec=ScoreSpec(True, tuple(range(n_lead, z.ndim))))
 
     @staticmethod
-    def _check_sum(owner: str, sum_features: bool, feature_dims) -> None:
-        if not sum_features or feature_dims is not None:
+    def _check_sum(owner: str, spec: ScoreSpec) -> None:
+        if not spec.sum_features or spec.feature_dims is not None:
             raise NotDefinedError(
                 f"{owner}: the log-density of a flow is only defined summed over all features "
                 "(sum_features=True, feature_dims=None)"
@@ -280,7 +281,7 @@ class _FlowDistribution(Distribution):
         if reparam and not sample_mean:
             self._check_reparam()
         ctx = EvalContext()
-        out = self._sample(x_dict, ctx, batch_n, torch.Size(sample_shape), reparam, sample_mean)
+        out = self._sample(x_dict, ctx=ctx, spec=SampleSpec(batch_n, torch.Size(sample_shape), reparam, sample_mean))
         value = out[self._var[0]]
         entry = self._lookup(ctx, value, x_dict)
         out = self._pixyz_sample_options(out, entry, value, options)
@@ -289,7 +290,7 @@ class _FlowDistribution(Distribution):
             if entry is not None:
                 lp = entry[1].reshape(value.shape[: value.ndim - entry[2]])
             else:  # the flow could not give it along the way (a Pixyz-style inverse): score the sample
-                lp = self._log_prob({**x_dict, **out, self._var[0]: value}, ctx, True, None)
+                lp = self._log_prob({**x_dict, **out, self._var[0]: value}, ctx=ctx, spec=SUMMED)
         if return_all:
             x_dict.update(out)
             out = x_dict
@@ -384,10 +385,10 @@ class TransformedDistribution(_FlowDistribution):
             self.flow._logdet_jacobian = entry[4].reshape(value.shape[: value.ndim - entry[2]])
         return out
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         pv = self.prior.var[0]
-        z0 = self.prior._sample(x_dict, ctx, batch_n, sample_shape, reparam, sample_mean)[pv]
-        n_lead = len(sample_shape) + 1
+        z0 = self.prior._sample(x_dict, ctx=ctx, spec=spec)[pv]
+        n_lead = len(spec.sample_shape) + 1
         lead = z0.shape[:n_lead]
         y = self._flow_y(x_dict, lead)
         x, logdet = self._run_flow("forward", z0.reshape(-1, *z0.shape[n_lead:]), y)
@@ -397,8 +398,8 @@ class TransformedDistribution(_FlowDistribution):
         self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, logdet)
         return {self._var[0]: x, pv: z0}
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
-        self._check_sum(self._owner(), sum_features, feature_dims)
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
+        self._check_sum(self._owner(), spec)
         value = x_dict[self._var[0]]
         n_feat = self._n_feat(value)
         hit = self._recall(ctx, value, x_dict)
@@ -509,13 +510,14 @@ class InverseTransformedDistribution(_FlowDistribution):
             self.flow._logdet_jacobian = logdet.reshape(lead)  # reported for the caller, never read here
         return out
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         pv = self.prior.var[0]
-        if batch_n is None and self._flow_cond_var:
+        if spec.batch_n is None and self._flow_cond_var:
             y0 = x_dict[self._flow_cond_var[0]]
-            batch_n = y0.shape[0] if isinstance(y0, torch.Tensor) and y0.ndim else None
-        z = self.prior._sample(x_dict, ctx, batch_n, sample_shape, reparam, sample_mean)[pv]
-        n_lead = len(sample_shape) + 1
+            if isinstance(y0, torch.Tensor) and y0.ndim:
+                spec = spec._replace(batch_n=y0.shape[0])
+        z = self.prior._sample(x_dict, ctx=ctx, spec=spec)[pv]
+        n_lead = len(spec.sample_shape) + 1
         lead = z.shape[:n_lead]
         y = self._flow_y(x_dict, lead)
         # A flow written for Pixyz gets its inverse's log-det only from an extra forward pass (with its
@@ -531,8 +533,8 @@ class InverseTransformedDistribution(_FlowDistribution):
             self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, -logdet_inv.reshape(lead))
         return {self._var[0]: x, pv: z}
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
-        self._check_sum(self._owner(), sum_features, feature_dims)
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
+        self._check_sum(self._owner(), spec)
         value = x_dict[self._var[0]]
         n_feat = self._n_feat(value)
         hit = self._recall(ctx, value, x_dict)

@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 from .._batch import infer_batch_n, repeat_batch
+from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..errors import GraphError, NotDefinedError, ShapeError
 from ..utils import tolist
 from .distributions import Distribution
+from .protocol import SampleSpec, ScoreSpec
 
 __all__ = ["MultiplyDistribution", "ReplaceVarDistribution", "MarginalizeVarDistribution"]
 
@@ -121,7 +123,8 @@ class MultiplyDistribution(Distribution):
     def _check_reparam(self) -> None:  # reparameterise where each factor can; others are detached
         return None
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        batch_n, sample_shape = spec.batch_n, spec.sample_shape
         n = sample_shape.numel() if len(sample_shape) else 1
         inputs = self._input_var
         batch = infer_batch_n(x_dict, inputs)
@@ -144,24 +147,25 @@ class MultiplyDistribution(Distribution):
         else:
             work = {v: x_dict[v] for v in needed}
             root_batch = batch
+        root_spec, inner_spec = spec.for_factor(root_batch), spec.for_factor(None)
         for f, is_root, is_observed in zip(factors, self._roots, observed):
             if is_observed:
                 continue
             option = f.__dict__.get("_factor_option")  # (getattr on a Module raises inside when unset: slow)
             if option:  # the factor's own options (graph.set_option), as Pixyz samples them
-                work.update(f._sample(
-                    work, ctx, option.get("batch_n", root_batch if is_root else None),
-                    torch.Size(option.get("sample_shape", ())), option.get("reparam", reparam),
-                    option.get("sample_mean", sample_mean),
-                ))
+                own = SampleSpec(
+                    option.get("batch_n", root_batch if is_root else None), torch.Size(option.get("sample_shape", ())),
+                    option.get("reparam", spec.reparam), option.get("sample_mean", spec.sample_mean),
+                )
+                work.update(f._sample(work, ctx=ctx, spec=own))
                 continue
-            work.update(f._sample(work, ctx, root_batch if is_root else None, torch.Size(), reparam, sample_mean))
+            work.update(f._sample(work, ctx=ctx, spec=root_spec if is_root else inner_spec))
         out = {v: work[v] for v in self._var}
         if len(sample_shape):
             out = {v: t.reshape(*sample_shape, t.shape[0] // n, *t.shape[1:]) for v, t in out.items()}
         return out
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         sample_shape, batch = self._value_sample_shape(x_dict)
         n = sample_shape.numel() if len(sample_shape) else 1
         if n > 1 or len(sample_shape):
@@ -177,8 +181,8 @@ class MultiplyDistribution(Distribution):
             x_dict = work
         total = None
         for f in self._factors:
-            lp = f._log_prob(x_dict, ctx, sum_features, feature_dims)
-            if total is not None and not sum_features and lp.shape != total.shape:
+            lp = f._log_prob(x_dict, ctx=ctx, spec=spec)
+            if total is not None and not spec.sum_features and lp.shape != total.shape:
                 raise NotDefinedError(
                     f"{self._owner()}: with sum_features=False the factors' log-densities must have one shape to "
                     f"be added, got {tuple(total.shape)} and {tuple(lp.shape)} ({f.prob_text}); use "
@@ -283,12 +287,12 @@ class ReplaceVarDistribution(Distribution):
         # An outer variable that happens to carry an inner name being replaced is unrelated: drop it.
         return {self._inverse.get(k, k): v for k, v in x_dict.items() if k not in self._replace or k in self._inverse}
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
-        out = self.p._sample(self._to_inner(x_dict), ctx, batch_n, sample_shape, reparam, sample_mean)
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        out = self.p._sample(self._to_inner(x_dict), ctx=ctx, spec=spec)
         return {self._replace.get(k, k): v for k, v in out.items()}
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
-        return self.p._log_prob(self._to_inner(x_dict), ctx, sum_features, feature_dims)
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
+        return self.p._log_prob(self._to_inner(x_dict), ctx=ctx, spec=spec)
 
     def _check_reparam(self) -> None:
         self.p._check_reparam()
@@ -358,11 +362,11 @@ class MarginalizeVarDistribution(Distribution):
     def _check_reparam(self) -> None:
         self.p._check_reparam()
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
-        out = self.p._sample(x_dict, ctx, batch_n, sample_shape, reparam, sample_mean)
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        out = self.p._sample(x_dict, ctx=ctx, spec=spec)
         return {k: v for k, v in out.items() if k not in self._marginalized}
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         raise NotDefinedError(
             f"{self._owner()}: the log-density of a marginal has no closed form; estimate it with "
             "pixyz_like.losses.log_marginal (importance sampling)"

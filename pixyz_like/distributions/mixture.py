@@ -21,6 +21,7 @@ from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError, Va
 from ..utils import tolist
 from .distributions import Distribution
 from .families import Categorical
+from .protocol import SUMMED, SampleSpec, ScoreSpec
 
 __all__ = ["MixtureOfNormal", "MixtureModel", "PosteriorMixtureModel"]
 
@@ -130,22 +131,23 @@ class MixtureOfNormal(Distribution):
         for e in self.p:
             e._check_reparam()
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         var = self._var[0]
-        batch = infer_batch_n(x_dict, self.input_var) or batch_n
-        draws = [e._sample(x_dict, ctx, batch, sample_shape, reparam, sample_mean)[var] for e in self.p]
-        if sample_mean:
+        batch = infer_batch_n(x_dict, self.input_var) or spec.batch_n
+        each = spec._replace(batch_n=batch)
+        draws = [e._sample(x_dict, ctx=ctx, spec=each)[var] for e in self.p]
+        if spec.sample_mean:
             w = self.weights.reshape(-1, *([1] * draws[0].ndim))
             return {var: (w * torch.stack(torch.broadcast_tensors(*draws))).sum(0)}
         # One independent pick per sample and data point: the leading sample_shape + (batch,) dims.
-        lead = torch.broadcast_shapes(*[d.shape for d in draws])[: len(sample_shape) + 1]
+        lead = torch.broadcast_shapes(*[d.shape for d in draws])[: len(spec.sample_shape) + 1]
         index = torch.multinomial(self.weights, lead.numel(), replacement=True).reshape(lead)
         return {var: _pick(draws, index)}
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
-        if not sum_features:
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
+        if not spec.sum_features:
             raise _no_feature_split(self._owner())
-        lps = [e._log_prob(x_dict, ctx, True, feature_dims) for e in self.p]
+        lps = [e._log_prob(x_dict, ctx=ctx, spec=spec) for e in self.p]
         log_w = self.weights.log().reshape(-1, *([1] * lps[0].ndim))
         return torch.logsumexp(log_w + torch.stack(torch.broadcast_tensors(*lps)), dim=0)
 
@@ -255,15 +257,15 @@ class MixtureModel(Distribution):
             )
         return Categorical._log_probs(params)  # (batch or 1, K)
 
-    def _log_joint(self, x_dict, ctx, feature_dims=None) -> torch.Tensor:
+    def _log_joint(self, x_dict: dict[str, Any], ctx: EvalContext, spec: ScoreSpec = SUMMED) -> torch.Tensor:
         """:math:`\\log p(x, z=i)` with the components along the last dimension."""
-        lps = [d._log_prob(x_dict, ctx, True, feature_dims) for d in self.distributions]
+        lps = [d._log_prob(x_dict, ctx=ctx, spec=spec) for d in self.distributions]
         return torch.stack(torch.broadcast_tensors(*lps), dim=-1) + self._log_prior(x_dict, ctx)
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
-        if not sum_features:
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
+        if not spec.sum_features:
             raise _no_feature_split(self._owner())
-        return torch.logsumexp(self._log_joint(x_dict, ctx, feature_dims), dim=-1)
+        return torch.logsumexp(self._log_joint(x_dict, ctx, spec), dim=-1)
 
     def get_log_prob(
         self,
@@ -277,26 +279,30 @@ class MixtureModel(Distribution):
             return super().get_log_prob(x_dict, sum_features, feature_dims)
         x_dict = self._as_dict(x_dict, "get_log_prob")
         self._require(x_dict, self.var + self.input_var, "get_log_prob")
-        joint = self._log_joint(x_dict, EvalContext(), feature_dims)
+        joint = self._log_joint(x_dict, EvalContext(), ScoreSpec.of(True, feature_dims))
         return joint.movedim(-1, 0)
 
-    def _sample_both(self, x_dict, ctx, batch_n, sample_shape, sample_mean):
+    def _sample_both(
+        self, x_dict: dict[str, Any], ctx: EvalContext, spec: SampleSpec
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw the component ``z`` then ``x`` from it (never reparameterised); ``(x, z)``."""
         var, hidden = self._var[0], self.hidden_var[0]
-        batch = infer_batch_n(x_dict, self.input_var) or batch_n or 1
-        z = self.prior._sample(x_dict, ctx, batch, sample_shape, False, sample_mean)[hidden]
+        batch = infer_batch_n(x_dict, self.input_var) or spec.batch_n or 1
+        each = SampleSpec(batch, spec.sample_shape, False, spec.sample_mean)
+        z = self.prior._sample(x_dict, ctx=ctx, spec=each)[hidden]
         if z.shape[-1] != len(self.distributions):
             raise ShapeError(
                 f"{self._owner()}: its prior gives {z.shape[-1]} categories, expected {len(self.distributions)}"
             )
-        draws = [d._sample(x_dict, ctx, batch, sample_shape, False, sample_mean)[var] for d in self.distributions]
-        if sample_mean:
+        draws = [d._sample(x_dict, ctx=ctx, spec=each)[var] for d in self.distributions]
+        if spec.sample_mean:
             stacked = torch.stack(torch.broadcast_tensors(*draws), dim=-1)  # (..., batch, *features, K)
             probs = z.reshape(*z.shape[:-1], *([1] * (stacked.ndim - z.ndim)), z.shape[-1])
             return (stacked * probs).sum(-1), z
         return _pick(draws, z.argmax(-1)), z
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
-        return {self._var[0]: self._sample_both(x_dict, ctx, batch_n, sample_shape, sample_mean)[0]}
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        return {self._var[0]: self._sample_both(x_dict, ctx, spec)[0]}
 
     def sample(
         self,
@@ -313,7 +319,8 @@ class MixtureModel(Distribution):
         self._require(x_dict, self.input_var, "sample")
         if reparam and not sample_mean:
             self._check_reparam()
-        x, z = self._sample_both(x_dict, EvalContext(), batch_n, torch.Size(sample_shape), sample_mean)
+        spec = SampleSpec(batch_n, torch.Size(sample_shape), False, sample_mean)
+        x, z = self._sample_both(x_dict, EvalContext(), spec)
         out = {self._var[0]: x}
         if return_hidden:
             if self.hidden_var[0] == self._var[0]:
@@ -370,8 +377,8 @@ class PosteriorMixtureModel(Categorical):
     def _get_params(self, x_dict: Mapping[str, Any], ctx):
         return {"probs": torch.softmax(self.p._log_joint(dict(x_dict), ctx), dim=-1)}
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         if self._var[0] in x_dict and self._var[0] not in self.p.var:
-            return super()._log_prob(x_dict, ctx, sum_features, feature_dims)
+            return super()._log_prob(x_dict, ctx=ctx, spec=spec)
         # Given x alone (as Pixyz): the table log p(z=i|x), components first, shape (K, batch).
         return torch.log_softmax(self.p._log_joint(dict(x_dict), ctx), dim=-1).movedim(-1, 0)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
+from .._context import EvalContext
 from ..errors import NotDefinedError, ParameterError
 from .distributions import Distribution, _add_note, _check_inputs, _shapes
+from .protocol import SampleSpec
 
 __all__ = ["Deterministic", "EmpiricalDistribution"]
 
@@ -56,10 +59,10 @@ class Deterministic(Distribution):
             ctx.memo.put(self, inputs, out)
         return out
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         out = self._compute(x_dict, ctx)
-        if len(sample_shape):
-            out = {k: v.expand(*sample_shape, *v.shape) for k, v in out.items()}
+        if len(spec.sample_shape):
+            out = {k: v.expand(*spec.sample_shape, *v.shape) for k, v in out.items()}
         return out
 
     def sample_mean(self, x_dict=None):
@@ -94,8 +97,8 @@ class EmpiricalDistribution(Distribution):
     def input_var(self) -> list[str]:
         return self.var
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         out = {v: x_dict[v] for v in self._var}
-        if len(sample_shape):
-            out = {k: v.expand(*sample_shape, *v.shape) for k, v in out.items()}
+        if len(spec.sample_shape):
+            out = {k: v.expand(*spec.sample_shape, *v.shape) for k, v in out.items()}
         return out

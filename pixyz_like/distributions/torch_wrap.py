@@ -27,9 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._context import EvalContext
 from ..errors import NotDefinedError, ParameterError, ShapeError, SupportError
 from . import _validation
 from .distributions import Distribution
+from .protocol import SampleSpec, ScoreSpec, reduce_features
 from .special import Deterministic
 
 __all__ = ["TorchDistribution", "ModuleDeterministic", "from_torch", "from_module", "to_torch"]
@@ -37,14 +39,6 @@ __all__ = ["TorchDistribution", "ModuleDeterministic", "from_torch", "from_modul
 
 def _module_name(module: Any) -> str:
     return type(module).__name__
-
-
-def _sum_trailing(lp: torch.Tensor, n: int, sum_features: bool, feature_dims: Sequence[int] | None) -> torch.Tensor:
-    if not sum_features:
-        return lp
-    if feature_dims is not None:
-        return lp.sum(dim=tuple(feature_dims)) if len(feature_dims) else lp
-    return lp.sum(dim=tuple(range(-n, 0))) if n > 0 else lp
 
 
 class TorchDistribution(Distribution):
@@ -154,7 +148,8 @@ class TorchDistribution(Distribution):
         return dist.expand(torch.Size([batch_n]) + shape[1:]), torch.Size()
 
     # ------------------------------------------------------------------ protocol
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        batch_n, sample_shape, reparam, sample_mean = spec
         dist, extra = self._batched(self._build(x_dict, ctx), batch_n if not self._cond_var else None)
         shape = torch.Size(sample_shape) + extra
         if sample_mean:
@@ -196,11 +191,11 @@ class TorchDistribution(Distribution):
                 )
         return value
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         dist = self._build(x_dict, ctx)
         value = self._check_value(dist, x_dict[self._var[0]])
         lp = dist.log_prob(value)
-        return _sum_trailing(lp, self._n_feat(dist), sum_features, feature_dims)
+        return reduce_features(lp, self._n_feat(dist), spec)
 
     def get_entropy(self, x_dict=None, sum_features=True, feature_dims=None):
         """The torch distribution's entropy, summed over the features."""
@@ -211,7 +206,7 @@ class TorchDistribution(Distribution):
             h = dist.entropy()
         except NotImplementedError as e:
             raise NotDefinedError(f"{self._owner()}: {type(dist).__name__} has no closed-form entropy") from e
-        return _sum_trailing(h, self._n_feat(dist), sum_features, feature_dims)
+        return reduce_features(h, self._n_feat(dist), ScoreSpec.of(sum_features, feature_dims))
 
     def sample_mean(self, x_dict=None):
         """The torch distribution's mean."""

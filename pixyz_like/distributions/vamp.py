@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError
 from .distributions import Distribution, DistributionBase
 from .poe import _family_of, family_params
+from .protocol import SampleSpec, ScoreSpec
 
 __all__ = ["VampPrior"]
 
@@ -129,7 +132,8 @@ class VampPrior(Distribution):
     def _family(self) -> DistributionBase:
         return _family_of(self.q)
 
-    def _log_prob(self, x_dict, ctx, sum_features, feature_dims):
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
+        sum_features, feature_dims = spec
         if not sum_features or feature_dims is not None:
             raise NotDefinedError(
                 f"{self._owner()}: a mixture's log-density does not factorise over features; use "
@@ -156,7 +160,8 @@ class VampPrior(Distribution):
             lp = lp.sum(dim=tuple(range(-n_feat, 0)))
         return torch.logsumexp(lp, dim=-1) - math.log(self.n_components)
 
-    def _sample(self, x_dict, ctx, batch_n, sample_shape, reparam, sample_mean):
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        batch_n, sample_shape, reparam, sample_mean = spec
         fam, params = self._family(), self._components(ctx)
         k = self.n_components
         lead = torch.Size(sample_shape) + (batch_n or 1,)

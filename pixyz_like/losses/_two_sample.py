@@ -8,6 +8,7 @@ import torch
 
 from .._batch import infer_batch_n
 from .._context import EvalContext
+from ..distributions.protocol import SampleSpec
 from ..errors import GraphError, MissingVariableError, VariableMismatchError
 
 __all__ = ["check_pair", "batch_size", "draw", "draw_all"]
@@ -48,7 +49,8 @@ def draw_all(p, x_dict: dict[str, Any], ctx: EvalContext, batch_n: int, reparam:
     ``x`` is in the input dict (a joint keeps the value of a variable it is given).
     """
     inputs = {v: x_dict[v] for v in p.input_var}
-    return p._sample(inputs, ctx, None if p.input_var else batch_n, torch.Size(), reparam and p.has_reparam, False)
+    spec = SampleSpec(None if p.input_var else batch_n, reparam=reparam and p.has_reparam)
+    return p._sample(inputs, ctx=ctx, spec=spec)
 
 
 def draw(p, x_dict: dict[str, Any], ctx: EvalContext, batch_n: int, reparam: bool = True) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import optim
 
 from .._options import check_options
+from ..distributions.protocol import REPARAM
 from ..distributions.special import EmpiricalDistribution
 from ..errors import GraphError, ParameterError, ShapeError
 from ._two_sample import batch_size, check_pair, draw_all
@@ -103,7 +104,7 @@ class AdversarialLoss(Divergence):
 
     # ------------------------------------------------------------------ evaluation
     def _critic(self, sample: dict[str, torch.Tensor], ctx) -> torch.Tensor:
-        y = self.d._sample({v: sample[v] for v in self.d.input_var}, ctx, None, torch.Size(), True, False)
+        y = self.d._sample({v: sample[v] for v in self.d.input_var}, ctx=ctx, spec=REPARAM)
         return self._check_output(y[self.d.var[0]])
 
     def _samples(self, x_dict, ctx, detach: bool):

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..distributions.distributions import _broadcast_shapes, _sum_features
 from ..distributions.joint import ReplaceVarDistribution
 from ..distributions.kl import has_closed_form_kl, kl_elementwise
+from ..distributions.protocol import SUMMED, broadcast_shapes, reduce_features
 from ..errors import NotDefinedError, ShapeError, VariableMismatchError
 from .losses import Divergence, Expectation
 
@@ -123,14 +123,14 @@ class KullbackLeibler(Divergence):
             return kl.sum(dim=dims), {}
         n_p, n_q = fp._n_feat(params_p), fq._n_feat(params_q)
         n_feat = None if n_p is None and n_q is None else max(n for n in (n_p, n_q) if n is not None)
-        return _sum_features(kl, n_feat, True, None), {}
+        return reduce_features(kl, n_feat, SUMMED), {}
 
     def _check_shapes(self, params_p: dict, params_q: dict) -> None:
         """The two distributions' parameters must broadcast (same features, compatible batches)."""
         shapes_p = [v.shape for v in params_p.values() if isinstance(v, torch.Tensor)]
         shapes_q = [v.shape for v in params_q.values() if isinstance(v, torch.Tensor)]
         try:
-            _broadcast_shapes(shapes_p + shapes_q)
+            broadcast_shapes(shapes_p + shapes_q)
         except RuntimeError as e:
             raise ShapeError(
                 f"KullbackLeibler({self.p.prob_text}, {self.q.prob_text}): the parameters of "

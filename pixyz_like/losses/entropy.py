@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..distributions.protocol import SUMMED, reduce_features
 from .divergences import KullbackLeibler, _family, _inner
 from .losses import Expectation, Loss
 
@@ -43,11 +44,10 @@ class Entropy(Loss):
     def _eval(self, x_dict, ctx):
         if self._mc is not None:
             return self._mc._eval(x_dict, ctx)
-        from ..distributions.distributions import _sum_features
 
         fam, rename = _family(self.p)
         params = fam._get_params(_inner(x_dict, rename), ctx)
-        return _sum_features(fam._entropy(params), fam._n_feat(params), True, None), {}
+        return reduce_features(fam._entropy(params), fam._n_feat(params), SUMMED), {}
 
 
 def CrossEntropy(p, q, analytical: bool = False, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> Loss:

@@ -23,6 +23,7 @@ from .._batch import infer_batch_n
 from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..distributions.distributions import DistributionBase
+from ..distributions.protocol import SUMMED, SampleSpec
 from ..errors import MissingVariableError, VariableMismatchError, missing_variable_error
 from .divergences import _family
 from .losses import Loss, _fold_dict, sample_folded
@@ -60,25 +61,26 @@ def _log_weights(p, q, observed: list[str], x_dict: dict[str, Any], ctx: EvalCon
     ``folded_inputs``, if given, is ``x_dict`` already folded for ``k`` draws (batch-first tensors
     repeated ``k`` times), made once by a caller that evaluates many chunks of the same size."""
     batch_n = None if any(v in x_dict for v in q.input_var) else infer_batch_n(x_dict, observed)
+    spec = SampleSpec(batch_n, torch.Size([k]), reparam and q.has_reparam)
     if folded_inputs is None:
-        samples, folded, n, batch = sample_folded(q, x_dict, ctx, torch.Size([k]), reparam, batch_n)
+        samples, folded, n, batch = sample_folded(q, x_dict, ctx, spec)
     else:
-        samples = q._sample(x_dict, ctx, batch_n, torch.Size([k]), reparam and q.has_reparam, False)
+        samples = q._sample(x_dict, ctx=ctx, spec=spec)
         first = next(iter(samples.values()))
         batch = first.shape[1] if first.ndim > 1 else 1
         folded = {**folded_inputs, **{v: t.reshape(k * batch, *t.shape[2:]) for v, t in samples.items()}}
     # The joint runs once on k * batch rows (its networks need a plain batch dimension).
-    log_p = p._log_prob(folded, ctx, True, None).reshape(k, batch)
+    log_p = p._log_prob(folded, ctx=ctx, spec=SUMMED).reshape(k, batch)
     log_q = None
     family, _ = _family(q)
     if isinstance(family, DistributionBase):
         # A parametric family scores the (k, batch, ...) draws by broadcasting against the parameters it
         # computed for the batch when sampling (memoised in ctx): its network is not rerun on k * batch rows.
-        log_q = q._log_prob({**x_dict, **samples}, ctx, True, None)
+        log_q = q._log_prob({**x_dict, **samples}, ctx=ctx, spec=SUMMED)
         if log_q.shape != (k, batch):
             log_q = None
     if log_q is None:
-        log_q = q._log_prob(folded, ctx, True, None).reshape(k, batch)
+        log_q = q._log_prob(folded, ctx=ctx, spec=SUMMED).reshape(k, batch)
     return log_p - log_q, samples
 
 

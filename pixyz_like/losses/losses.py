@@ -23,7 +23,8 @@ from .._context import EvalContext
 from .._latex import convert_latex_name, float_latex, format_number, latex_to_tag
 from .._options import check_options
 from .._terms import TermRecorder
-from ..distributions.distributions import _broadcast_shapes
+from ..distributions.distributions import Distribution
+from ..distributions.protocol import SampleSpec, broadcast_shapes
 from ..errors import InputTypeError, MissingVariableError, ShapeError, missing_variable_error
 
 __all__ = [
@@ -534,7 +535,7 @@ class _Binary(Loss):
         b, sb = self.loss2._evaluate(x_dict, ctx)
         if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
             try:
-                _broadcast_shapes([a.shape, b.shape])
+                broadcast_shapes([a.shape, b.shape])
             except RuntimeError as e:
                 raise ShapeError(
                     f"loss {self._latex()}: its terms {self.loss1._latex()} (shape {tuple(a.shape)}) and "
@@ -838,17 +839,24 @@ def _fold_dict(x_dict: Mapping[str, Any], n: int, batch: int) -> dict[str, Any]:
     return out
 
 
-def sample_folded(p, x_dict: dict[str, Any], ctx: EvalContext, sample_shape: torch.Size, reparam: bool,
-                  batch_n: int | None, sample_mean: bool = False):
-    """Draw ``sample_shape`` samples of ``p`` and return ``(samples, folded_dict, n, batch)``.
+_ONE_DRAW = torch.Size([1])
+
+
+def sample_folded(
+    p: Distribution, x_dict: dict[str, Any], ctx: EvalContext, spec: SampleSpec
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], int, int]:
+    """Draw ``spec.sample_shape`` samples of ``p`` and return ``(samples, folded_dict, n, batch)``.
 
     ``folded_dict`` holds the inputs and the samples with the sample dimensions merged into the batch
     dimension, so a function of them runs each network once on ``n * batch`` rows instead of ``n``
     times. ``samples`` keeps the ``sample_shape + (batch, ...)`` layout.
     """
+    sample_shape = spec.sample_shape
     n = sample_shape.numel() if len(sample_shape) else 1
-    samples = p._sample(x_dict, ctx, batch_n, sample_shape if len(sample_shape) else torch.Size([1]),
-                        reparam and p.has_reparam, sample_mean)
+    if not len(sample_shape) or (spec.reparam and not p.has_reparam):
+        spec = SampleSpec(spec.batch_n, sample_shape if len(sample_shape) else _ONE_DRAW,
+                          spec.reparam and p.has_reparam, spec.sample_mean)
+    samples = p._sample(x_dict, ctx=ctx, spec=spec)
     lead = max(len(sample_shape), 1)
     first = next(iter(samples.values()))
     batch = first.shape[lead] if first.ndim > lead else 1
@@ -899,8 +907,8 @@ class Expectation(Loss):
             batch_n = infer_batch_n(x_dict, self.f.input_var)
             if batch_n is None:
                 batch_n = ctx.options.get("batch_n")
-        samples, folded, n, batch = sample_folded(self.p, x_dict, ctx, self.sample_shape, self.reparam, batch_n,
-                                                  bool(ctx.options.get("sample_mean", False)))
+        spec = SampleSpec(batch_n, self.sample_shape, self.reparam, bool(ctx.options.get("sample_mean", False)))
+        samples, folded, n, batch = sample_folded(self.p, x_dict, ctx, spec)
         value, inner = self.f._evaluate(folded, ctx)
         if n > 1 and isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == n * batch:
             value = value.reshape(n, batch, *value.shape[1:]).mean(0)

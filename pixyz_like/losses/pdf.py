@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..distributions.protocol import ScoreSpec
 from .losses import Loss
 
 __all__ = ["LogProb", "Prob"]
@@ -32,7 +33,7 @@ class LogProb(Loss):
         return f"\\log {self.p.prob_text}"
 
     def _eval(self, x_dict, ctx):
-        return self.p._log_prob(x_dict, ctx, self.sum_features, self.feature_dims), {}
+        return self.p._log_prob(x_dict, ctx=ctx, spec=ScoreSpec.of(self.sum_features, self.feature_dims)), {}
 
 
 class Prob(LogProb):

@@ -10,6 +10,7 @@ import torch
 from .._batch import infer_batch_n
 from .._context import EvalContext
 from ..distributions.distributions import Distribution
+from ..distributions.protocol import SampleSpec
 from ..errors import NotDefinedError
 from .losses import Loss, ValueLoss, _as_loss, sample_folded
 
@@ -81,7 +82,7 @@ class REINFORCE(Loss):
         batch_n = None
         if not any(v in x_dict for v in self.p.input_var):
             batch_n = infer_batch_n(x_dict, self.f.input_var)
-        samples, folded, n, batch = sample_folded(self.p, x_dict, ctx, self.sample_shape, False, batch_n)
+        samples, folded, n, batch = sample_folded(self.p, x_dict, ctx, SampleSpec(batch_n, self.sample_shape))
         # Samples must not carry gradient: the score term alone accounts for how they depend on theta.
         folded = {k: v.detach() if k in samples else v for k, v in folded.items()}
         f, _ = self.f._evaluate(folded, ctx)
