@@ -9,7 +9,7 @@ the components are drawn in one call each and the picks gathered, with no loop o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from torch import nn
 from .._batch import infer_batch_n
 from .._context import EvalContext
 from .._latex import convert_latex_name, format_number
+from .._options import check_options
 from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError, VariableMismatchError
 from ..utils import tolist
 from .distributions import Distribution
@@ -24,6 +25,8 @@ from .families import Categorical
 from .protocol import SUMMED, SampleSpec, ScoreSpec
 
 __all__ = ["MixtureOfNormal", "MixtureModel", "PosteriorMixtureModel"]
+
+_SAMPLE_OPTIONS = ("batch_n", "sample_shape", "return_all", "reparam", "sample_mean", "return_hidden")
 
 
 def _components(owner: str, distributions: Any, what: str) -> list[Distribution]:
@@ -44,6 +47,12 @@ def _components(owner: str, distributions: Any, what: str) -> list[Distribution]
                 f"{d.var}, expected {var} (the variable of {what} 0 {comps[0].prob_text})"
             )
     return comps
+
+
+def _members(modules: nn.ModuleList) -> list[Distribution]:
+    """The distributions in ``modules``: each was checked by :func:`_components` (ModuleList's stubs only
+    know ``Module``)."""
+    return cast("list[Distribution]", list(modules))
 
 
 def _pick(samples: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
@@ -90,6 +99,8 @@ class MixtureOfNormal(Distribution):
     """
 
     distribution_name = "MixtureOfNormal"
+    p: nn.ModuleList
+    weights: torch.Tensor
 
     def __init__(
         self,
@@ -116,26 +127,26 @@ class MixtureOfNormal(Distribution):
 
     @property
     def has_reparam(self) -> bool:  # type: ignore[override]
-        return all(e.has_reparam for e in self.p)
+        return all(e.has_reparam for e in _members(self.p))
 
     @property
     def input_var(self) -> list[str]:
-        return list(dict.fromkeys(v for e in self.p for v in e.input_var))
+        return list(dict.fromkeys(v for e in _members(self.p) for v in e.input_var))
 
     @property
     def prob_factorized_text(self) -> str:
-        return " + ".join(f"{format_number(w)}{e.prob_text}" for w, e in zip(self.weights.tolist(), self.p,
-                                                                              strict=True))
+        pairs = zip(self.weights.tolist(), _members(self.p), strict=True)
+        return " + ".join(f"{format_number(w)}{e.prob_text}" for w, e in pairs)
 
     def _check_reparam(self) -> None:
-        for e in self.p:
+        for e in _members(self.p):
             e._check_reparam()
 
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         var = self._var[0]
         batch = infer_batch_n(x_dict, self.input_var) or spec.batch_n
         each = spec._replace(batch_n=batch)
-        draws = [e._sample(x_dict, ctx=ctx, spec=each)[var] for e in self.p]
+        draws = [e._sample(x_dict, ctx=ctx, spec=each)[var] for e in _members(self.p)]
         if spec.sample_mean:
             w = self.weights.reshape(-1, *([1] * draws[0].ndim))
             return {var: (w * torch.stack(torch.broadcast_tensors(*draws))).sum(0)}
@@ -147,24 +158,24 @@ class MixtureOfNormal(Distribution):
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         if not spec.sum_features:
             raise _no_feature_split(self._owner())
-        lps = [e._log_prob(x_dict, ctx=ctx, spec=spec) for e in self.p]
+        lps = [e._log_prob(x_dict, ctx=ctx, spec=spec) for e in _members(self.p)]
         log_w = self.weights.log().reshape(-1, *([1] * lps[0].ndim))
         return torch.logsumexp(log_w + torch.stack(torch.broadcast_tensors(*lps)), dim=0)
 
-    def _moments(self, x_dict):
+    def _moments(self, x_dict: Mapping[str, Any] | None) -> tuple[torch.Tensor, torch.Tensor]:
         x_dict = self._as_dict(x_dict, "sample_mean")
         self._require(x_dict, self.input_var, "sample_mean")
-        means = torch.stack(torch.broadcast_tensors(*[e.sample_mean(x_dict) for e in self.p]))
-        variances = torch.stack(torch.broadcast_tensors(*[e.sample_variance(x_dict) for e in self.p]))
+        means = torch.stack(torch.broadcast_tensors(*[e.sample_mean(x_dict) for e in _members(self.p)]))
+        variances = torch.stack(torch.broadcast_tensors(*[e.sample_variance(x_dict) for e in _members(self.p)]))
         w = self.weights.reshape(-1, *([1] * (means.ndim - 1)))
         mean = (w * means).sum(0)
         return mean, (w * (variances + means**2)).sum(0) - mean**2
 
-    def sample_mean(self, x_dict=None):
+    def sample_mean(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         r""":math:`\sum_k w_k \mu_k`."""
         return self._moments(x_dict)[0]
 
-    def sample_variance(self, x_dict=None):
+    def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         r""":math:`\sum_k w_k (\sigma_k^2 + \mu_k^2) - \mu^2`, the law of total variance."""
         return self._moments(x_dict)[1]
 
@@ -196,6 +207,8 @@ class MixtureModel(Distribution):
 
     distribution_name = "Mixture Model"
     has_reparam = False
+    distributions: nn.ModuleList
+    prior: Categorical
 
     def __init__(self, distributions: Sequence[Distribution], prior: Categorical, name: str = "p") -> None:
         owner = f"MixtureModel(name={name!r})"
@@ -216,9 +229,10 @@ class MixtureModel(Distribution):
                 f"{owner}: the prior must be one categorical variable (probs of shape (K,)), got features_shape "
                 f"{tuple(prior.features_shape)}"
             )
-        if "probs" in prior._const_keys and prior.probs.shape[-1] != len(comps):
+        k = prior.get_buffer("probs").shape[-1] if "probs" in prior._const_keys else len(comps)
+        if k != len(comps):
             raise ParameterError(
-                f"{owner}: the prior {prior.prob_text} has {prior.probs.shape[-1]} categories, expected "
+                f"{owner}: the prior {prior.prob_text} has {k} categories, expected "
                 f"{len(comps)} (one per component)"
             )
         cond_var = list(dict.fromkeys([v for d in comps for v in d.cond_var] + prior.cond_var))
@@ -233,21 +247,21 @@ class MixtureModel(Distribution):
 
     @property
     def input_var(self) -> list[str]:
-        return list(dict.fromkeys([v for d in self.distributions for v in d.input_var] + self.prior.input_var))
+        inputs = [v for d in _members(self.distributions) for v in d.input_var]
+        return list(dict.fromkeys(inputs + self.prior.input_var))
 
     @property
     def prob_factorized_text(self) -> str:
         x, z = convert_latex_name(self.var[0]), convert_latex_name(self.hidden_var[0])
         prior = convert_latex_name(self.prior.name)
-        return " + ".join(
-            f"{convert_latex_name(d.name)}({x}|{z}={i}){prior}({z}={i})" for i, d in enumerate(self.distributions)
-        )
+        comps = enumerate(_members(self.distributions))
+        return " + ".join(f"{convert_latex_name(d.name)}({x}|{z}={i}){prior}({z}={i})" for i, d in comps)
 
     def posterior(self, name: str | None = None) -> PosteriorMixtureModel:
         """The posterior over the component, :math:`p(z|x) = p(x, z) / p(x)`."""
         return PosteriorMixtureModel(self, name=name)
 
-    def _log_prior(self, x_dict, ctx) -> torch.Tensor:
+    def _log_prior(self, x_dict: Mapping[str, Any], ctx: EvalContext) -> torch.Tensor:
         params = self.prior._get_params(x_dict, ctx)
         k = params["probs"].shape[-1]
         if k != len(self.distributions):
@@ -259,7 +273,7 @@ class MixtureModel(Distribution):
 
     def _log_joint(self, x_dict: dict[str, Any], ctx: EvalContext, spec: ScoreSpec = SUMMED) -> torch.Tensor:
         """:math:`\\log p(x, z=i)` with the components along the last dimension."""
-        lps = [d._log_prob(x_dict, ctx=ctx, spec=spec) for d in self.distributions]
+        lps = [d._log_prob(x_dict, ctx=ctx, spec=spec) for d in _members(self.distributions)]
         return torch.stack(torch.broadcast_tensors(*lps), dim=-1) + self._log_prior(x_dict, ctx)
 
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
@@ -273,10 +287,12 @@ class MixtureModel(Distribution):
         sum_features: bool = True,
         feature_dims: Sequence[int] | None = None,
         return_hidden: bool = False,
+        **options: Any,
     ) -> torch.Tensor:
         """:math:`\\log p(x)`, or with ``return_hidden`` the table :math:`\\log p(x, z=i)`, shape ``(K, ...)``."""
         if not return_hidden:
-            return super().get_log_prob(x_dict, sum_features, feature_dims)
+            return super().get_log_prob(x_dict, sum_features, feature_dims, **options)
+        check_options(f"{self._owner()}.get_log_prob()", options, ())
         x_dict = self._as_dict(x_dict, "get_log_prob")
         self._require(x_dict, self.var + self.input_var, "get_log_prob")
         joint = self._log_joint(x_dict, EvalContext(), ScoreSpec.of(True, feature_dims))
@@ -294,7 +310,7 @@ class MixtureModel(Distribution):
             raise ShapeError(
                 f"{self._owner()}: its prior gives {z.shape[-1]} categories, expected {len(self.distributions)}"
             )
-        draws = [d._sample(x_dict, ctx=ctx, spec=each)[var] for d in self.distributions]
+        draws = [d._sample(x_dict, ctx=ctx, spec=each)[var] for d in _members(self.distributions)]
         if spec.sample_mean:
             stacked = torch.stack(torch.broadcast_tensors(*draws), dim=-1)  # (..., batch, *features, K)
             probs = z.reshape(*z.shape[:-1], *([1] * (stacked.ndim - z.ndim)), z.shape[-1])
@@ -306,15 +322,17 @@ class MixtureModel(Distribution):
 
     def sample(
         self,
-        x_dict: Mapping[str, Any] | None = None,
+        x_dict: Mapping[str, Any] | torch.Tensor | None = None,
         batch_n: int | None = None,
         sample_shape: Sequence[int] | torch.Size = (),
         return_all: bool = True,
         reparam: bool = False,
         sample_mean: bool = False,
         return_hidden: bool = False,
+        **options: Any,
     ) -> dict[str, torch.Tensor]:
         """Draw ``x`` (and, with ``return_hidden``, the one-hot component ``z``); see ``Distribution.sample``."""
+        check_options(f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS)
         x_dict = self._as_dict(x_dict, "sample")
         self._require(x_dict, self.input_var, "sample")
         if reparam and not sample_mean:
@@ -374,7 +392,9 @@ class PosteriorMixtureModel(Categorical):
         """Only ``x``: scored without ``z`` it gives every component's posterior (see :meth:`_log_prob`)."""
         return self.input_var
 
-    def _get_params(self, x_dict: Mapping[str, Any], ctx):
+    def _get_params(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
+        # The public get_params/sample_mean/get_entropy pass no context; the components need one.
+        ctx = EvalContext() if ctx is None else ctx
         return {"probs": torch.softmax(self.p._log_joint(dict(x_dict), ctx), dim=-1)}
 
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
