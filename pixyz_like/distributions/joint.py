@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import graphlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,10 +20,10 @@ from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..errors import GraphError, NotDefinedError, ShapeError
 from ..utils import tolist
-from .distributions import Distribution
+from .distributions import Distribution, DistributionBase
 from .protocol import SampleSpec, ScoreSpec
 
-__all__ = ["MultiplyDistribution", "ReplaceVarDistribution", "MarginalizeVarDistribution"]
+__all__ = ["MultiplyDistribution", "ReplaceVarDistribution", "MarginalizeVarDistribution", "Underlying", "underlying"]
 
 
 def _appearance(d: Distribution) -> list[str]:
@@ -260,6 +261,7 @@ class ReplaceVarDistribution(Distribution):
         self.p = p
         self._replace = rd
         self._inverse = {v: k for k, v in rd.items()}
+        self._hidden = frozenset(k for k in rd if k not in self._inverse)  # inner names renamed away
 
     @staticmethod
     def _validate(p: Distribution, replace_dict: Mapping[str, str]) -> None:
@@ -283,9 +285,16 @@ class ReplaceVarDistribution(Distribution):
     def input_var(self) -> list[str]:
         return [self._replace.get(v, v) for v in self.p.input_var]
 
+    def _inner_name(self, name: str) -> str | None:
+        """The name under which ``p`` reads the outer variable ``name``; ``None`` for an outer variable
+        that carries an inner name being renamed: it is another variable, which ``p`` does not see (else
+        the result would depend on the order of the dict: ``{"x_u": a, "x": b}`` would read ``b`` for
+        ``x`` in a view made with ``replace_var(x="x_u")``)."""
+        return None if name in self._hidden else self._inverse.get(name, name)
+
     def _to_inner(self, x_dict: Mapping[str, Any]) -> dict[str, Any]:
-        # An outer variable that happens to carry an inner name being replaced is unrelated: drop it.
-        return {self._inverse.get(k, k): v for k, v in x_dict.items() if k not in self._replace or k in self._inverse}
+        """``x_dict`` under ``p``'s names, each variable as :meth:`_inner_name` reads it."""
+        return {self._inverse.get(k, k): v for k, v in x_dict.items() if k not in self._hidden}
 
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         out = self.p._sample(self._to_inner(x_dict), ctx=ctx, spec=spec)
@@ -312,10 +321,100 @@ class ReplaceVarDistribution(Distribution):
     def _network_text(self) -> str:
         return self.p._network_text()
 
-    # Closed-form KL and analytic entropy work on the underlying family with renamed inputs.
     @property
     def base(self) -> Distribution:
-        return self.p
+        """The distribution under this view and any views it is made of (see :func:`underlying`).
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+        >>> p.replace_var(z="y").replace_var(y="w").base is p
+        True
+        """
+        return underlying(self).base
+
+
+@dataclass(frozen=True)
+class Underlying:
+    """A distribution seen through its renaming views: the distribution under them, and the names to reach it.
+
+    ``rename`` maps each outer name that the views change to the name ``base`` reads it under;
+    ``dropped`` holds the outer names that carry an inner name being renamed: they are other variables,
+    which ``base`` does not see. Made by :func:`underlying`, once, when a formula is built; its
+    :meth:`inputs` translates an input dict each time the formula is evaluated.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+    >>> view = underlying(p.replace_var(z="y"))
+    >>> view.base is p, dict(view.rename), sorted(view.dropped)
+    (True, {'y': 'z'}, ['z'])
+    >>> view.inputs({"y": 1., "z": 2., "x": 3.})
+    {'z': 1.0, 'x': 3.0}
+    """
+
+    base: Distribution
+    rename: Mapping[str, str]
+    dropped: frozenset[str]
+
+    def inputs(self, x_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """``x_dict`` under ``base``'s own names: renamed variables under their inner names, dropped ones left out.
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+        >>> underlying(p).inputs({"z": 1.})  # no view: the dict itself
+        {'z': 1.0}
+        """
+        if not self.rename and not self.dropped:
+            return x_dict if isinstance(x_dict, dict) else dict(x_dict)
+        return {self.rename.get(k, k): v for k, v in x_dict.items() if k not in self.dropped}
+
+    def params(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
+        """The parameters of ``base``, a parametric family, given the outer variables ``x_dict``.
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+        >>> underlying(p.replace_var(z="y")).params({"y": torch.ones(1, 1)}, None)["loc"]
+        tensor([[1.]])
+        """
+        base = self.base
+        if not isinstance(base, DistributionBase):
+            raise NotDefinedError(
+                f"{base._owner()}: a {type(base).__name__} is not a parametric family, so it has no parameters "
+                "to compute"
+            )
+        return base._get_params(self.inputs(x_dict), ctx)
+
+
+def underlying(d: Distribution) -> Underlying:
+    """``d`` seen through its renaming views (``replace_var``, nested or not): the distribution under them
+    and the translation of the outer names, composed level by level as each view translates its inputs.
+
+    Closed-form terms (KL, entropy) and composite families (product of experts, VampPrior) compute the
+    parameters of the family under a view; they resolve it once with this, when they are built.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> q = Normal(loc="a", scale="b", var=["z"], cond_var=["a", "b"])
+    >>> view = underlying(q.replace_var(a="b", b="c").replace_var(c="d"))  # q(z|b,d)
+    >>> view.base is q, dict(sorted(view.rename.items())), sorted(view.dropped)
+    (True, {'b': 'a', 'd': 'b'}, ['a', 'c'])
+    """
+    views: list[ReplaceVarDistribution] = []
+    while isinstance(d, ReplaceVarDistribution):
+        views.append(d)
+        d = d.p
+    names = sorted({n for view in views for pair in view._replace.items() for n in pair})
+    rename: dict[str, str] = {}
+    dropped: set[str] = set()
+    for name in names:
+        inner: str | None = name
+        for view in views:
+            inner = view._inner_name(inner)
+            if inner is None:
+                break
+        if inner is None:
+            dropped.add(name)
+        elif inner != name:
+            rename[name] = inner
+    return Underlying(d, rename, frozenset(dropped))
 
 
 class MarginalizeVarDistribution(Distribution):

@@ -26,26 +26,9 @@ from ..errors import GraphError, ParameterError, ShapeError, VariableMismatchErr
 from ..utils import tolist
 from .distributions import Distribution
 from .families import Normal
-from .joint import ReplaceVarDistribution
+from .joint import underlying
 
 __all__ = ["ProductOfNormal", "ElementWiseProductOfNormal"]
-
-
-def _family_of(d: Distribution) -> Distribution:
-    """The distribution under any renaming views (``replace_var``)."""
-    while isinstance(d, ReplaceVarDistribution):
-        d = d.p
-    return d
-
-
-def family_params(
-    d: Distribution, x_dict: Mapping[str, Any], ctx: EvalContext | None
-) -> dict[str, torch.Tensor]:
-    """The parameters of a parametric family ``d`` (possibly renamed) given the outer variables ``x_dict``."""
-    while isinstance(d, ReplaceVarDistribution):
-        x_dict = d._to_inner(x_dict)
-        d = d.p
-    return d._get_params(dict(x_dict), ctx)
 
 
 class ProductOfNormal(Normal):
@@ -89,10 +72,10 @@ class ProductOfNormal(Normal):
         if not experts:
             raise GraphError(f"{owner}: needs at least one expert")
         for e in experts:
-            if not isinstance(e, Distribution) or not isinstance(_family_of(e), Normal):
+            if not isinstance(e, Distribution) or not isinstance(underlying(e).base, Normal):
                 raise TypeError(
                     f"{owner}: every expert must be a Normal distribution, got "
-                    f"{getattr(e, 'prob_text', type(e).__name__)} ({type(_family_of(e)).__name__})"
+                    f"{getattr(e, 'prob_text', type(e).__name__)} ({type(underlying(e).base).__name__})"
                     if isinstance(e, Distribution) else f"{owner}: every expert must be a Normal, got {e!r}"
                 )
         var = experts[0].var
@@ -159,12 +142,12 @@ class ProductOfNormal(Normal):
         loc, scale = torch.broadcast_tensors(weighted * var, var.sqrt())
         return {"loc": loc, "scale": scale}
 
-    def _get_params(self, x_dict, ctx):
+    def _get_params(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
         w = self.weight_modalities
         precisions, locs = [], []
         for i, (e, present) in enumerate(zip(self.p, self._present_experts(x_dict), strict=True)):
             if present:
-                params = family_params(e, x_dict, ctx)
+                params = underlying(e).params(x_dict, ctx)
                 precisions.append(w[i + 1] / params["scale"] ** 2)
                 locs.append(params["loc"])
         if not precisions:
@@ -210,7 +193,7 @@ class ElementWiseProductOfNormal(ProductOfNormal):
         prior = f"{convert_latex_name(self.name)}({','.join(convert_latex_name(v) for v in self.var)})"
         return f"{prior}\\prod_{{d}} {expert.prob_text}_{{d}}"
 
-    def _get_params(self, x_dict, ctx):
+    def _get_params(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
         expert = self.p[0]
         cond = expert.input_var[0]
         if cond not in x_dict:
@@ -225,7 +208,7 @@ class ElementWiseProductOfNormal(ProductOfNormal):
         eye = torch.eye(n_exp, dtype=x.dtype, device=x.device)
         # masked[d, b] is x[b] with every element but the d-th set to 0; all D * batch rows in one call.
         masked = (x.unsqueeze(0) * eye.unsqueeze(1)).reshape(n_exp * batch, n_exp)
-        params = family_params(expert, {**x_dict, cond: masked}, None)
+        params = underlying(expert).params({**x_dict, cond: masked}, None)
 
         def per_expert(t: torch.Tensor) -> torch.Tensor:
             if t.shape[0] == n_exp * batch:

@@ -23,7 +23,7 @@ from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError
 from .distributions import Distribution, DistributionBase
-from .poe import _family_of, family_params
+from .joint import underlying
 from .protocol import SampleSpec, ScoreSpec
 
 __all__ = ["VampPrior"]
@@ -77,7 +77,7 @@ class VampPrior(Distribution):
         name: str = "p",
     ) -> None:
         owner = f"VampPrior(name={name!r})"
-        if not isinstance(q, Distribution) or not isinstance(_family_of(q), DistributionBase):
+        if not isinstance(q, Distribution) or not isinstance(underlying(q).base, DistributionBase):
             raise TypeError(f"{owner}: the encoder must be a parametric family (Normal, ...), got {type(q).__name__}")
         if len(q.input_var) != 1:
             raise GraphError(f"{owner}: the encoder must have exactly one conditioning variable, got {q.prob_text}")
@@ -124,13 +124,15 @@ class VampPrior(Distribution):
         if hit is not None:
             return hit
         u = self.pseudo_inputs if self.activation is None else self.activation(self.pseudo_inputs)
-        params = family_params(self.q, {self.q.input_var[0]: u}, ctx)
+        params = underlying(self.q).params({self.q.input_var[0]: u}, ctx)
         if ctx is not None:
             ctx.memo.put(self, (self.pseudo_inputs,), params)
         return params
 
     def _family(self) -> DistributionBase:
-        return _family_of(self.q)
+        base = underlying(self.q).base
+        assert isinstance(base, DistributionBase)  # checked when built
+        return base
 
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         sum_features, feature_dims = spec

@@ -3,10 +3,12 @@ r"""The Kullback-Leibler divergence :math:`D_{KL}[p\|q]`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 
-from ..distributions.joint import ReplaceVarDistribution
+from ..distributions.distributions import DistributionBase
+from ..distributions.joint import underlying
 from ..distributions.kl import has_closed_form_kl, kl_elementwise
 from ..distributions.protocol import SUMMED, broadcast_shapes, reduce_features
 from ..errors import NotDefinedError, ShapeError, VariableMismatchError
@@ -15,23 +17,10 @@ from .losses import Divergence, Expectation
 __all__ = ["KullbackLeibler", "KL", "AnalyticalKullbackLeibler", "Divergence"]
 
 
-def _family(p):
-    """The parametric family under renaming views, with the name map to reach its inputs."""
-    rename: dict[str, str] = {}
-    while isinstance(p, ReplaceVarDistribution):
-        rename = {**{v: k for k, v in p._replace.items()}, **rename}
-        p = p.p
-    return p, rename
-
-
-def _inner(x_dict, rename):
-    """The inputs under the family's own names: each renamed variable's value under its inner name; a
-    variable that carries an inner name being renamed is another variable, and is dropped (else the
-    result would depend on the order of the dict: ``{"x_u": a, "x": b}`` read ``b`` for ``x_u``)."""
-    if not rename:
-        return x_dict
-    inner = set(rename.values())
-    return {rename.get(k, k): v for k, v in x_dict.items() if k in rename or k not in inner}
+def _pair_kl(p: DistributionBase, q: DistributionBase, params_p: dict[str, torch.Tensor],
+             params_q: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The closed form of the pair ``p``, ``q`` (bound to them once, when a ``KullbackLeibler`` is built)."""
+    return kl_elementwise(p, params_p, q, params_q)
 
 
 class KullbackLeibler(Divergence):
@@ -72,10 +61,14 @@ class KullbackLeibler(Divergence):
         self.q = q
         self.dim = dim
         self.sample_shape = torch.Size(sample_shape)
-        closed = has_closed_form_kl(_family(p)[0], _family(q)[0])
+        # Resolved once, here: the families under any renaming views, how to reach their inputs, and
+        # whether the pair has a closed form (the classes of p and q cannot change).
+        self._under_p, self._under_q = underlying(p), underlying(q)
+        fp, fq = self._under_p.base, self._under_q.base
+        closed = has_closed_form_kl(fp, fq)
+        self._kl = partial(_pair_kl, fp, fq) if closed else None
         # "auto" resolves once, here: the choice depends only on the two families, never on the data.
         self.analytical = closed if analytical == "auto" else bool(analytical)
-        self._closed = closed
         if self.analytical:
             # The closed form compares parameters, so the two variables may have different names
             # (a world model compares q(s_post|...) with p(s_prior|...)); they are paired in order.
@@ -110,14 +103,13 @@ class KullbackLeibler(Divergence):
     def _eval(self, x_dict, ctx):
         if self._mc is not None:
             return self._mc._eval(x_dict, ctx)
-        if not self._closed:  # refused when evaluated: programs build KLs they never evaluate
+        if self._kl is None:  # refused when evaluated: programs build KLs they never evaluate
             raise self._not_defined()
-        fp, rp = _family(self.p)
-        fq, rq = _family(self.q)
-        params_p = fp._get_params(_inner(x_dict, rp), ctx)
-        params_q = fq._get_params(_inner(x_dict, rq), ctx)
+        fp, fq = self._under_p.base, self._under_q.base
+        params_p = self._under_p.params(x_dict, ctx)
+        params_q = self._under_q.params(x_dict, ctx)
         self._check_shapes(params_p, params_q)
-        kl = kl_elementwise(fp, params_p, fq, params_q)
+        kl = self._kl(params_p, params_q)
         if self.dim is not None:
             dims = (self.dim,) if isinstance(self.dim, int) else tuple(self.dim)
             return kl.sum(dim=dims), {}

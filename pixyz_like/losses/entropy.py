@@ -6,8 +6,11 @@ from collections.abc import Sequence
 
 import torch
 
+from ..distributions.distributions import DistributionBase
+from ..distributions.joint import underlying
 from ..distributions.protocol import SUMMED, reduce_features
-from .divergences import KullbackLeibler, _family, _inner
+from ..errors import NotDefinedError
+from .divergences import KullbackLeibler
 from .losses import Expectation, Loss
 
 __all__ = ["Entropy", "CrossEntropy", "AnalyticalEntropy", "StochasticReconstructionLoss"]
@@ -30,6 +33,7 @@ class Entropy(Loss):
         super().__init__(p.input_var)
         self.p = p
         self.analytical = analytical
+        self._under = underlying(p)  # the family under any renaming views, resolved once
         self._mc = None if analytical else -Expectation(p, p.log_prob(), sample_shape=sample_shape)
 
     def _latex(self) -> str:
@@ -45,8 +49,13 @@ class Entropy(Loss):
         if self._mc is not None:
             return self._mc._eval(x_dict, ctx)
 
-        fam, rename = _family(self.p)
-        params = fam._get_params(_inner(x_dict, rename), ctx)
+        fam = self._under.base
+        if not isinstance(fam, DistributionBase):  # refused when evaluated, as KullbackLeibler does
+            raise NotDefinedError(
+                f"Entropy({self.p.prob_text}): {fam.distribution_name or type(fam).__name__} is not a parametric "
+                "family, so its entropy has no closed form; use analytical=False (Monte Carlo)"
+            )
+        params = self._under.params(x_dict, ctx)
         return reduce_features(fam._entropy(params), fam._n_feat(params), SUMMED), {}
 
 

@@ -23,9 +23,9 @@ from .._batch import infer_batch_n
 from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..distributions.distributions import DistributionBase
+from ..distributions.joint import underlying
 from ..distributions.protocol import SUMMED, SampleSpec
 from ..errors import MissingVariableError, VariableMismatchError, missing_variable_error
-from .divergences import _family
 from .losses import Loss, _fold_dict, sample_folded
 
 __all__ = ["IWAE", "log_marginal"]
@@ -72,8 +72,7 @@ def _log_weights(p, q, observed: list[str], x_dict: dict[str, Any], ctx: EvalCon
     # The joint runs once on k * batch rows (its networks need a plain batch dimension).
     log_p = p._log_prob(folded, ctx=ctx, spec=SUMMED).reshape(k, batch)
     log_q = None
-    family, _ = _family(q)
-    if isinstance(family, DistributionBase):
+    if isinstance(underlying(q).base, DistributionBase):
         # A parametric family scores the (k, batch, ...) draws by broadcasting against the parameters it
         # computed for the batch when sampling (memoised in ctx): its network is not rerun on k * batch rows.
         log_q = q._log_prob({**x_dict, **samples}, ctx=ctx, spec=SUMMED)
