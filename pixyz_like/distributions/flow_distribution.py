@@ -37,7 +37,7 @@ prior may have conditioning variables of its own; the distribution's ``cond_var`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -45,13 +45,16 @@ from .._context import EvalContext
 from .._latex import convert_latex_name
 from .._options import check_options
 from ..errors import GraphError, NotDefinedError, ShapeError
-from ..flows.flows import Flow, _pixyz_inverse
+from ..flows.flows import Flow, FlowOutput, _pixyz_inverse
 from ..utils import tolist
 from .distributions import _SAMPLE_OPTIONS, Distribution
 from .protocol import SUMMED, SampleSpec, ScoreSpec
 
 __all__ = ["TransformedDistribution", "InverseTransformedDistribution"]
 
+#: What a flow distribution records about a sample it drew, in the evaluation's context: the sample,
+#: its log-density, its number of feature dims, the conditioning values, and the flow's log-det.
+_Drawn = tuple[torch.Tensor, torch.Tensor, int, dict[str, Any], "torch.Tensor | None"]
 
 
 class _FlowDistribution(Distribution):
@@ -86,9 +89,8 @@ class _FlowDistribution(Distribution):
         if prior.var[0] in cond:
             raise GraphError(f"{owner}: the prior's variable {prior.var[0]!r} cannot be a conditioning variable")
         explicit = features_shape is not None
-        if not explicit:
-            features_shape = self._infer_features(prior, flow)
-        super().__init__(var=var, cond_var=cond, name=name, features_shape=features_shape)
+        shape = self._infer_features(prior, flow) if features_shape is None else features_shape
+        super().__init__(var=var, cond_var=cond, name=name, features_shape=shape)
         self.prior = prior
         self.flow = flow
         self._flow_cond_var = flow_cond_var
@@ -172,7 +174,9 @@ class _FlowDistribution(Distribution):
             ys.append(y)
         return ys[0] if len(ys) == 1 else torch.cat(ys, dim=-1)
 
-    def _run_flow(self, direction: str, value: torch.Tensor, y: torch.Tensor | None, compute_jacobian: bool = True):
+    def _run_flow(
+        self, direction: str, value: torch.Tensor, y: torch.Tensor | None, compute_jacobian: bool = True
+    ) -> FlowOutput:
         fn = self.flow.transform if direction == "forward" else self.flow.inverse_transform
         try:
             return fn(value, y, compute_jacobian)
@@ -182,7 +186,18 @@ class _FlowDistribution(Distribution):
                        f"{tuple(value.shape)} (condition y: {yshape})")
             raise
 
-    def _prior_log_prob(self, x_dict: Mapping[str, Any], ctx: EvalContext, z: torch.Tensor, n_lead: int):
+    def _logdet(self, direction: str, logdet: torch.Tensor | None) -> torch.Tensor:
+        """The log-det a flow returned when asked for one (``compute_jacobian=True``)."""
+        if logdet is None:
+            raise NotDefinedError(
+                f"{self._owner()}: its flow's {direction} returned no log-determinant (None) although "
+                "compute_jacobian=True; a Flow's transform/inverse_transform must return (output, logdet)"
+            )
+        return logdet
+
+    def _prior_log_prob(
+        self, x_dict: Mapping[str, Any], ctx: EvalContext, z: torch.Tensor, n_lead: int
+    ) -> torch.Tensor:
         """log p_0(z) summed over exactly the feature dims of ``z`` (its first ``n_lead`` dims are kept)."""
         work = dict(x_dict)
         work[self.prior.var[0]] = z
@@ -210,10 +225,11 @@ class _FlowDistribution(Distribution):
             return
         ctx.drawn(self).append((value, lp, n_feat, {v: x_dict[v] for v in self._cond_var}, logdet))
 
-    def _lookup(self, ctx: EvalContext | None, value: torch.Tensor, x_dict: Mapping[str, Any]):
+    def _lookup(self, ctx: EvalContext | None, value: torch.Tensor, x_dict: Mapping[str, Any]) -> _Drawn | None:
         """The memo entry recorded when this very sample was drawn (same data, same conditions), if any."""
         if ctx is None:
             return None
+        entry: _Drawn
         for entry in ctx.drawn(self):
             stored, _, n_feat, conds, _ = entry
             if not (
@@ -257,6 +273,34 @@ class _FlowDistribution(Distribution):
     #: Pixyz's own options of this class's ``sample``, besides the common ones.
     _extra_sample_options: tuple[str, ...] = ()
 
+    @overload
+    def sample(
+        self,
+        x_dict: Mapping[str, Any] | torch.Tensor | None = None,
+        batch_n: int | None = None,
+        sample_shape: Sequence[int] | torch.Size = torch.Size(),
+        return_all: bool = True,
+        reparam: bool = False,
+        sample_mean: bool = False,
+        return_log_prob: Literal[False] = False,
+        **options: Any,
+    ) -> dict[str, torch.Tensor]: ...
+
+    @overload
+    def sample(
+        self,
+        x_dict: Mapping[str, Any] | torch.Tensor | None = None,
+        batch_n: int | None = None,
+        sample_shape: Sequence[int] | torch.Size = torch.Size(),
+        return_all: bool = True,
+        reparam: bool = False,
+        sample_mean: bool = False,
+        *,
+        return_log_prob: Literal[True],
+        **options: Any,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]: ...
+
+    @overload
     def sample(
         self,
         x_dict: Mapping[str, Any] | torch.Tensor | None = None,
@@ -267,7 +311,19 @@ class _FlowDistribution(Distribution):
         sample_mean: bool = False,
         return_log_prob: bool = False,
         **options: Any,
-    ):
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]: ...
+
+    def sample(
+        self,
+        x_dict: Mapping[str, Any] | torch.Tensor | None = None,
+        batch_n: int | None = None,
+        sample_shape: Sequence[int] | torch.Size = torch.Size(),
+        return_all: bool = True,
+        reparam: bool = False,
+        sample_mean: bool = False,
+        return_log_prob: bool = False,
+        **options: Any,
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Draw ``var`` (and the prior's variable, as Pixyz does) given the conditioning variables.
 
         As :meth:`Distribution.sample`; with ``return_log_prob=True`` it returns ``(samples,
@@ -285,18 +341,20 @@ class _FlowDistribution(Distribution):
         value = out[self._var[0]]
         entry = self._lookup(ctx, value, x_dict)
         out = self._pixyz_sample_options(out, entry, value, options)
-        lp = None
-        if return_log_prob:
-            if entry is not None:
-                lp = entry[1].reshape(value.shape[: value.ndim - entry[2]])
-            else:  # the flow could not give it along the way (a Pixyz-style inverse): score the sample
-                lp = self._log_prob({**x_dict, **out, self._var[0]: value}, ctx=ctx, spec=SUMMED)
         if return_all:
             x_dict.update(out)
             out = x_dict
-        return (out, lp) if return_log_prob else out
+        if not return_log_prob:
+            return out
+        if entry is not None:
+            lp = entry[1].reshape(value.shape[: value.ndim - entry[2]])
+        else:  # the flow could not give it along the way (a Pixyz-style inverse): score the sample
+            lp = self._log_prob({**x_dict, **out, self._var[0]: value}, ctx=ctx, spec=SUMMED)
+        return out, lp
 
-    def _pixyz_sample_options(self, out: dict, entry: Any, value: torch.Tensor, options: Mapping[str, Any]) -> dict:
+    def _pixyz_sample_options(
+        self, out: dict[str, torch.Tensor], entry: _Drawn | None, value: torch.Tensor, options: Mapping[str, Any]
+    ) -> dict[str, torch.Tensor]:
         return out
 
 
@@ -380,8 +438,10 @@ class TransformedDistribution(_FlowDistribution):
         check_options(f"{self._owner()}.get_log_prob()", options, ("compute_jacobian",))
         return super().get_log_prob(x_dict, sum_features, feature_dims)
 
-    def _pixyz_sample_options(self, out, entry, value, options):
-        if options.get("compute_jacobian", True) and entry is not None:
+    def _pixyz_sample_options(
+        self, out: dict[str, torch.Tensor], entry: _Drawn | None, value: torch.Tensor, options: Mapping[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        if options.get("compute_jacobian", True) and entry is not None and entry[4] is not None:
             self.flow._logdet_jacobian = entry[4].reshape(value.shape[: value.ndim - entry[2]])
         return out
 
@@ -391,9 +451,9 @@ class TransformedDistribution(_FlowDistribution):
         n_lead = len(spec.sample_shape) + 1
         lead = z0.shape[:n_lead]
         y = self._flow_y(x_dict, lead)
-        x, logdet = self._run_flow("forward", z0.reshape(-1, *z0.shape[n_lead:]), y)
+        x, ld = self._run_flow("forward", z0.reshape(-1, *z0.shape[n_lead:]), y)
         x = x.reshape(*lead, *x.shape[1:])
-        logdet = logdet.reshape(lead)
+        logdet = self._logdet("forward", ld).reshape(lead)
         lp = self._prior_log_prob(x_dict, ctx, z0, n_lead) - logdet
         self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, logdet)
         return {self._var[0]: x, pv: z0}
@@ -409,14 +469,14 @@ class TransformedDistribution(_FlowDistribution):
         lead = value.shape[:n_lead]
         y = self._flow_y(x_dict, lead)
         try:
-            z0, logdet = self._run_flow("inverse", value.reshape(-1, *value.shape[n_lead:]), y)
+            z0, ld = self._run_flow("inverse", value.reshape(-1, *value.shape[n_lead:]), y)
         except NotDefinedError as e:
             raise NotDefinedError(
                 f"{self._owner()}: scoring a value needs the flow's inverse, which is not available ({e}); "
                 "use sample(..., return_log_prob=True) to get the log-density of a sample"
             ) from e
         z0 = z0.reshape(*lead, *z0.shape[1:])
-        return self._prior_log_prob(x_dict, ctx, z0, n_lead) + logdet.reshape(lead)
+        return self._prior_log_prob(x_dict, ctx, z0, n_lead) + self._logdet("inverse", ld).reshape(lead)
 
 
 class InverseTransformedDistribution(_FlowDistribution):
@@ -482,7 +542,9 @@ class InverseTransformedDistribution(_FlowDistribution):
         """The flow's inverse map (prior space to data), Pixyz's convention: the tensor ``f^{-1}(z, y)``."""
         return self.flow.inverse(z, y)
 
-    def _pixyz_sample_options(self, out, entry, value, options):
+    def _pixyz_sample_options(
+        self, out: dict[str, torch.Tensor], entry: _Drawn | None, value: torch.Tensor, options: Mapping[str, Any]
+    ) -> dict[str, torch.Tensor]:
         if not options.get("return_hidden", True):
             out = {self._var[0]: out[self._var[0]]}
         return out
@@ -506,8 +568,8 @@ class InverseTransformedDistribution(_FlowDistribution):
         out = {self.prior.var[0]: z.reshape(*lead, *z.shape[1:])}
         if return_all:
             out = {**x_dict, **out}
-        if compute_jacobian:
-            self.flow._logdet_jacobian = logdet.reshape(lead)  # reported for the caller, never read here
+        if compute_jacobian:  # reported for the caller, never read here
+            self.flow._logdet_jacobian = self._logdet("forward", logdet).reshape(lead)
         return out
 
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
@@ -529,8 +591,9 @@ class InverseTransformedDistribution(_FlowDistribution):
             raise NotDefinedError(f"{self._owner()}: sampling needs the flow's inverse: {e}") from e
         x = x.reshape(*lead, *x.shape[1:])
         if jacobian:
-            lp = self._prior_log_prob(x_dict, ctx, z, n_lead) - logdet_inv.reshape(lead)
-            self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, -logdet_inv.reshape(lead))
+            ld = self._logdet("inverse", logdet_inv).reshape(lead)
+            lp = self._prior_log_prob(x_dict, ctx, z, n_lead) - ld
+            self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, -ld)
         return {self._var[0]: x, pv: z}
 
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
@@ -542,6 +605,7 @@ class InverseTransformedDistribution(_FlowDistribution):
             return hit
         n_lead = value.ndim - n_feat
         lead = value.shape[:n_lead]
-        z, logdet = self._run_flow("forward", value.reshape(-1, *value.shape[n_lead:]), self._flow_y(x_dict, lead))
+        y = self._flow_y(x_dict, lead)
+        z, ld = self._run_flow("forward", value.reshape(-1, *value.shape[n_lead:]), y)
         z = z.reshape(*lead, *z.shape[1:])
-        return self._prior_log_prob(x_dict, ctx, z, n_lead) + logdet.reshape(lead)
+        return self._prior_log_prob(x_dict, ctx, z, n_lead) + self._logdet("forward", ld).reshape(lead)

@@ -401,3 +401,31 @@ def test_transformed_distribution_methods_and_options_match_pixyz():
     torch.testing.assert_close(q.get_log_prob(out, compute_jacobian=True), lp_prior - ld, atol=1e-4, rtol=1e-4)
     with pytest.raises(TypeError, match="unknown option"):
         q.sample(batch_n=2, return_hidden=False)
+
+
+def _no_logdet_flow():
+    from pixyz_like.flows import Flow
+
+    class NoLogdet(Flow):
+        """A user flow that returns no log-determinant even when one is asked for."""
+
+        def transform(self, x, y=None, compute_jacobian=True):
+            return 2 * x, None
+
+        def inverse_transform(self, z, y=None, compute_jacobian=True):
+            return z / 2, None
+
+    return NoLogdet(2)
+
+
+@pytest.mark.parametrize("kind", ["transformed", "inverse"])
+def test_a_flow_returning_no_logdet_when_asked_is_a_named_error(kind):
+    # A flow whose transform returns (z, None) with compute_jacobian=True used to fail with a raw
+    # AttributeError ('NoneType' object has no attribute 'reshape') deep inside the distribution.
+    cls = TransformedDistribution if kind == "transformed" else InverseTransformedDistribution
+    p = cls(std_normal("z0"), _no_logdet_flow(), var=["x"])
+    named = r"p\(x\) \(\w*TransformedDistribution\): its flow's \w+ returned no log-determinant"
+    with pytest.raises(NotDefinedError, match=named):
+        p.get_log_prob({"x": torch.randn(3, 2)})
+    with pytest.raises(NotDefinedError, match="no log-determinant"):
+        p.sample(batch_n=3)
