@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
+from .errors import DatasetNotFoundError  # defined with the other named errors; importable from here too
+
 __all__ = ["read_idx", "find_mnist_files", "load_mnist", "DatasetNotFoundError"]
 
 _FILES = {
@@ -26,17 +28,6 @@ _FILES = {
 }
 # IDX type codes (LeCun's format): only unsigned bytes are used by MNIST.
 _IDX_DTYPES = {0x08: torch.uint8, 0x09: torch.int8, 0x0B: torch.int16, 0x0C: torch.int32, 0x0D: torch.float32}
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """Neither a local copy nor a download could provide the dataset.
-
-    >>> import tempfile
-    >>> load_mnist(tempfile.mkdtemp(), download=False)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    pixyz_like.datasets.DatasetNotFoundError: MNIST is not under ... and could not be downloaded ...
-    """
 
 
 def read_idx(path: str | os.PathLike) -> torch.Tensor:
@@ -126,6 +117,13 @@ def load_mnist(
     >>> train, test = load_mnist(d, download=False, n_train=3)
     >>> len(train), len(test), train[0][0].shape, int(test[0][1])
     (3, 1, torch.Size([784]), 0)
+
+    A folder without MNIST, offline or with ``download=False``, raises :class:`DatasetNotFoundError`:
+
+    >>> load_mnist(tempfile.mkdtemp(), download=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixyz_like.errors.DatasetNotFoundError: MNIST is not under ... and could not be downloaded ...
     """
     root = Path(data_dir) if data_dir is not None else Path.home() / ".cache" / "pixyz_like" / "data"
     files = find_mnist_files(root)

@@ -23,6 +23,7 @@ __all__ = [
     "CheckpointError",
     "NonFiniteLossError",
     "NonFiniteGradientError",
+    "DatasetNotFoundError",
     "missing_variable_error",
 ]
 
@@ -211,6 +212,17 @@ class NonFiniteGradientError(NonFiniteLossError):
     parameters whose gradients are not finite.
 
     >>> issubclass(NonFiniteGradientError, NonFiniteLossError)
+    True
+    """
+
+
+class DatasetNotFoundError(PixyzLikeError, FileNotFoundError):
+    """Neither a local copy nor a download could provide a dataset (:func:`pixyz_like.datasets.load_mnist`).
+
+    Also importable as ``pixyz_like.datasets.DatasetNotFoundError``; being a ``FileNotFoundError``, an
+    ``except OSError`` clause catches it too.
+
+    >>> issubclass(DatasetNotFoundError, PixyzLikeError) and issubclass(DatasetNotFoundError, FileNotFoundError)
     True
     """
 
