@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from IPython.display import Math
 
 __all__ = ["print_latex"]
 
 
-def print_latex(obj: Any):
+def print_latex(obj: Any) -> Math:
     """Render a distribution, loss or model as LaTeX in a notebook (returns ``IPython.display.Math``).
 
     >>> from pixyz_like.distributions import Normal

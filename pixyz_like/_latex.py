@@ -126,7 +126,7 @@ def float_latex(value: float) -> str:
         return "0.0"
     sign, digits_t, exp = Decimal(value).as_tuple()
     digits = "".join(map(str, digits_t))
-    exponent = len(digits) + exp - 1  # position of the leading digit
+    exponent = len(digits) + int(exp) - 1  # the leading digit's position (exp is an int: value is finite)
     dps = 15
     if len(digits) > dps and digits[dps] in "56789":  # round half up at 15 digits
         rounded = str(int(digits[:dps]) + 1)

@@ -9,6 +9,7 @@ registry filled at import time, not a cache.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -18,10 +19,12 @@ from .distributions import DistributionBase
 __all__ = ["register_kl", "kl_elementwise", "has_closed_form_kl"]
 
 _Params = dict[str, torch.Tensor]
-_KL_TABLE: dict[tuple[type, type], Callable[[_Params, _Params], torch.Tensor]] = {}
+_KLFormula = Callable[[_Params, _Params], torch.Tensor]
+_F = TypeVar("_F", bound=_KLFormula)
+_KL_TABLE: dict[tuple[type, type], _KLFormula] = {}
 
 
-def register_kl(type_p: type, type_q: type):
+def register_kl(type_p: type, type_q: type) -> Callable[[_F], _F]:
     """Decorator registering a closed form ``f(params_p, params_q) -> Tensor`` for a pair of families.
 
     The function receives the two parameter dicts and returns the KL elementwise (before the
@@ -39,14 +42,14 @@ def register_kl(type_p: type, type_q: type):
     tensor([[2.]])
     """
 
-    def decorate(fn):
+    def decorate(fn: _F) -> _F:
         _KL_TABLE[(type_p, type_q)] = fn
         return fn
 
     return decorate
 
 
-def _lookup(p: DistributionBase, q: DistributionBase):
+def _lookup(p: DistributionBase, q: DistributionBase) -> _KLFormula | None:
     # Walk both MROs so a user's subclass of Normal (an encoder) uses Normal's formula.
     for tp in type(p).__mro__:
         for tq in type(q).__mro__:
@@ -56,7 +59,7 @@ def _lookup(p: DistributionBase, q: DistributionBase):
     return None
 
 
-def has_closed_form_kl(p, q) -> bool:
+def has_closed_form_kl(p: object, q: object) -> bool:
     """Whether ``D_KL[p||q]`` has a closed form (ours or torch's) for these two distributions.
 
     >>> from pixyz_like.distributions import Categorical, Normal

@@ -33,13 +33,14 @@ class Deterministic(Distribution):
     distribution_name = "Deterministic"
     has_reparam = True
 
-    def __init__(self, var: Sequence[str] | str, cond_var: Sequence[str] | str = (), name: str = "p", **kwargs) -> None:
+    def __init__(self, var: Sequence[str] | str, cond_var: Sequence[str] | str = (), name: str = "p",
+                 **kwargs: Any) -> None:
         super().__init__(var=var, cond_var=cond_var, name=name, **kwargs)
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError(f"{self._owner()}: a Deterministic subclass must define forward()")
 
-    def _compute(self, x_dict: Mapping, ctx) -> dict[str, torch.Tensor]:
+    def _compute(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
         inputs = tuple(x_dict[v] for v in self._cond_var)
         hit = ctx.memo.get(self, inputs) if ctx is not None else None
         if hit is not None:
@@ -65,7 +66,7 @@ class Deterministic(Distribution):
             out = {k: v.expand(*spec.sample_shape, *v.shape) for k, v in out.items()}
         return out
 
-    def sample_mean(self, x_dict=None):
+    def sample_mean(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         x_dict = self._as_dict(x_dict, "sample_mean")
         self._require(x_dict, self.input_var, "sample_mean")
         out = self._compute(x_dict, None)
@@ -73,7 +74,7 @@ class Deterministic(Distribution):
             raise NotDefinedError(f"{self._owner()}: sample_mean needs a single variable, it has {self._var}")
         return next(iter(out.values()))
 
-    def sample_variance(self, x_dict=None):
+    def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         return torch.zeros_like(self.sample_mean(x_dict))
 
 

@@ -135,7 +135,9 @@ class TorchDistribution(Distribution):
     def _n_feat(dist: torch.distributions.Distribution) -> int:
         return max(len(dist.batch_shape) - 1, 0)
 
-    def _batched(self, dist, batch_n: int | None):
+    def _batched(
+        self, dist: torch.distributions.Distribution, batch_n: int | None
+    ) -> tuple[torch.distributions.Distribution, torch.Size]:
         """The distribution with its data-point dimension ``batch_n`` (broadcast from 1, or added)."""
         shape = dist.batch_shape
         if len(shape) == 0:  # no data-point dim: each draw is one data point
@@ -166,7 +168,7 @@ class TorchDistribution(Distribution):
             value = dist.sample(shape)
         return {self._var[0]: value}
 
-    def _check_value(self, dist, value: Any) -> torch.Tensor:
+    def _check_value(self, dist: torch.distributions.Distribution, value: Any) -> torch.Tensor:
         var = self._var[0]
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{self._owner()}: variable {var!r} must be a tensor, got {type(value).__name__}")
@@ -197,7 +199,12 @@ class TorchDistribution(Distribution):
         lp = dist.log_prob(value)
         return reduce_features(lp, self._n_feat(dist), spec)
 
-    def get_entropy(self, x_dict=None, sum_features=True, feature_dims=None):
+    def get_entropy(
+        self,
+        x_dict: Mapping[str, Any] | None = None,
+        sum_features: bool = True,
+        feature_dims: Sequence[int] | None = None,
+    ) -> torch.Tensor:
         """The torch distribution's entropy, summed over the features."""
         x_dict = self._as_dict(x_dict, "get_entropy")
         self._require(x_dict, self.input_var, "get_entropy")
@@ -208,19 +215,19 @@ class TorchDistribution(Distribution):
             raise NotDefinedError(f"{self._owner()}: {type(dist).__name__} has no closed-form entropy") from e
         return reduce_features(h, self._n_feat(dist), ScoreSpec.of(sum_features, feature_dims))
 
-    def sample_mean(self, x_dict=None):
+    def sample_mean(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         """The torch distribution's mean."""
         x_dict = self._as_dict(x_dict, "sample_mean")
         self._require(x_dict, self.input_var, "sample_mean")
         return self._moment(self._build(x_dict, None), "mean")
 
-    def sample_variance(self, x_dict=None):
+    def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         """The torch distribution's variance."""
         x_dict = self._as_dict(x_dict, "sample_variance")
         self._require(x_dict, self.input_var, "sample_variance")
         return self._moment(self._build(x_dict, None), "variance")
 
-    def _moment(self, dist, which: str) -> torch.Tensor:
+    def _moment(self, dist: torch.distributions.Distribution, which: str) -> torch.Tensor:
         try:
             return getattr(dist, which)
         except NotImplementedError as e:
@@ -338,16 +345,16 @@ class _AsTorch(torch.distributions.Distribution):
     def has_rsample(self) -> bool:  # type: ignore[override]
         return bool(self.p.has_reparam)
 
-    def _draw(self, sample_shape, reparam: bool) -> torch.Tensor:
+    def _draw(self, sample_shape: Sequence[int] | torch.Size, reparam: bool) -> torch.Tensor:
         out = self.p.sample(self.inputs, batch_n=self.batch_n, sample_shape=torch.Size(sample_shape),
                             return_all=False, reparam=reparam)
         return out[self.var]
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:  # noqa: B008 - torch's signature
+    def sample(self, sample_shape: Sequence[int] | torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008 - torch's
         with torch.no_grad():
             return self._draw(sample_shape, False)
 
-    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:  # noqa: B008
+    def rsample(self, sample_shape: Sequence[int] | torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
         return self._draw(sample_shape, True)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
