@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import optim
 
+from .._context import EvalContext
 from .._options import check_options
+from ..distributions.distributions import Distribution
 from ..distributions.protocol import REPARAM
 from ..distributions.special import EmpiricalDistribution
 from ..errors import GraphError, ParameterError, ShapeError
@@ -31,7 +33,7 @@ __all__ = [
 ]
 
 
-def _is_data(p) -> bool:
+def _is_data(p: Distribution) -> bool:
     return isinstance(p, EmpiricalDistribution)
 
 
@@ -67,7 +69,8 @@ class AdversarialLoss(Divergence):
     _options = ("discriminator", "batch_n")
     _symbol_text = ""
 
-    def __init__(self, p, q, discriminator, optimizer: type[optim.Optimizer] = optim.Adam,
+    def __init__(self, p: Distribution, q: Distribution, discriminator: Distribution,
+                 optimizer: type[optim.Optimizer] = optim.Adam,
                  optimizer_params: Mapping[str, Any] | None = None) -> None:
         owner = type(self).__name__
         check_pair(owner, p, q, single=False)
@@ -103,11 +106,13 @@ class AdversarialLoss(Divergence):
         return y
 
     # ------------------------------------------------------------------ evaluation
-    def _critic(self, sample: dict[str, torch.Tensor], ctx) -> torch.Tensor:
+    def _critic(self, sample: dict[str, torch.Tensor], ctx: EvalContext) -> torch.Tensor:
         y = self.d._sample({v: sample[v] for v in self.d.input_var}, ctx=ctx, spec=REPARAM)
         return self._check_output(y[self.d.var[0]])
 
-    def _samples(self, x_dict, ctx, detach: bool):
+    def _samples(
+        self, x_dict: dict[str, Any], ctx: EvalContext, detach: bool
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         n = batch_size(type(self).__name__, self.p, self.q, x_dict, ctx)
         sp = draw_all(self.p, x_dict, ctx, n)
         sq = draw_all(self.q, x_dict, ctx, n)
@@ -123,7 +128,7 @@ class AdversarialLoss(Divergence):
             sq = {k: v.detach() for k, v in sq.items()}
         return sp, sq
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         critic_step = bool(ctx.options.get("discriminator", False))
         sp, sq = self._samples(x_dict, ctx, detach=critic_step)
         y_p, y_q = self._critic(sp, ctx), self._critic(sq, ctx)
@@ -165,7 +170,7 @@ class AdversarialLoss(Divergence):
 class _ProbabilityCritic(AdversarialLoss):
     """A critic that outputs the probability that its input came from ``p`` (ends with a sigmoid)."""
 
-    def _check_output(self, y):
+    def _check_output(self, y: torch.Tensor) -> torch.Tensor:
         if y.numel() and (torch.isnan(y).any() or y.min() < 0 or y.max() > 1):
             raise ParameterError(
                 f"{type(self).__name__}: the critic {self.d.prob_text} must output probabilities in [0, 1] "
@@ -173,7 +178,7 @@ class _ProbabilityCritic(AdversarialLoss):
             )
         return y
 
-    def d_loss(self, y_p, y_q):
+    def d_loss(self, y_p: torch.Tensor, y_q: torch.Tensor) -> torch.Tensor:
         r"""Binary cross-entropy of a classifier telling samples of ``p`` (label 1) from ``q`` (label 0)."""
         return F.binary_cross_entropy(y_p, torch.ones_like(y_p)) + F.binary_cross_entropy(y_q, torch.zeros_like(y_q))
 
@@ -220,12 +225,13 @@ class AdversarialJensenShannon(_ProbabilityCritic):
 
     _symbol_text = "D_{JS}^{Adv}"
 
-    def __init__(self, p, q, discriminator, optimizer: type[optim.Optimizer] = optim.Adam,
+    def __init__(self, p: Distribution, q: Distribution, discriminator: Distribution,
+                 optimizer: type[optim.Optimizer] = optim.Adam,
                  optimizer_params: Mapping[str, Any] | None = None, inverse_g_loss: bool = True) -> None:
         super().__init__(p, q, discriminator, optimizer=optimizer, optimizer_params=optimizer_params)
         self.inverse_g_loss = inverse_g_loss
 
-    def g_loss(self, y_p, y_q):
+    def g_loss(self, y_p: torch.Tensor, y_q: torch.Tensor) -> torch.Tensor:
         if self.inverse_g_loss:
             # Swapped labels: -E_p[log(1 - d)] - E_q[log d].
             lp = F.binary_cross_entropy(y_p, torch.zeros_like(y_p))
@@ -272,14 +278,14 @@ class AdversarialKullbackLeibler(_ProbabilityCritic):
 
     _symbol_text = "D_{KL}^{Adv}"
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         if ctx.options.get("discriminator", False):
             return super()._eval(x_dict, ctx)
         n = batch_size(type(self).__name__, self.p, self.q, x_dict, ctx)
         y_p = self._critic(draw_all(self.p, x_dict, ctx, n), ctx)
         return self.g_loss(y_p, None), {}
 
-    def g_loss(self, y_p, y_q=None):
+    def g_loss(self, y_p: torch.Tensor, y_q: torch.Tensor | None = None) -> torch.Tensor:
         # log d - log(1 - d), with the logs clamped at -100 as binary_cross_entropy does.
         return (F.binary_cross_entropy(y_p, torch.zeros_like(y_p), reduction="none")
                 - F.binary_cross_entropy(y_p, torch.ones_like(y_p), reduction="none")).mean()
@@ -314,7 +320,8 @@ class AdversarialWassersteinDistance(AdversarialJensenShannon):
 
     _symbol_text = "W^{Adv}"
 
-    def __init__(self, p, q, discriminator, clip_value: float = 0.01, **kwargs: Any) -> None:
+    def __init__(self, p: Distribution, q: Distribution, discriminator: Distribution,
+                 clip_value: float | None = 0.01, **kwargs: Any) -> None:
         super().__init__(p, q, discriminator, **kwargs)
         if clip_value is not None and clip_value <= 0:
             raise ValueError(f"AdversarialWassersteinDistance: clip_value must be positive, got {clip_value}")
@@ -323,13 +330,13 @@ class AdversarialWassersteinDistance(AdversarialJensenShannon):
     def _latex(self) -> str:
         return f"mean({self._symbol_text} \\left({self.p.prob_text}, {self.q.prob_text} \\right))"
 
-    def _check_output(self, y):
+    def _check_output(self, y: torch.Tensor) -> torch.Tensor:
         return y
 
-    def d_loss(self, y_p, y_q):
+    def d_loss(self, y_p: torch.Tensor, y_q: torch.Tensor) -> torch.Tensor:
         return -(y_p.mean() - y_q.mean())
 
-    def g_loss(self, y_p, y_q):
+    def g_loss(self, y_p: torch.Tensor, y_q: torch.Tensor) -> torch.Tensor:
         if _is_data(self.p):
             y_p = y_p.detach()
         if _is_data(self.q):

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 
 import torch
 
+from ..distributions.distributions import Distribution
 from .losses import Expectation, Loss
 
 __all__ = ["ELBO"]
 
 
-def ELBO(p, q, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> Loss:
+def ELBO(p: Distribution, q: Distribution, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> Loss:
     r"""The evidence lower bound :math:`\mathbb{E}_{q(z|x)}[\log p(x,z) - \log q(z|x)] \le \log p(x)`.
 
     ``p`` is the joint over the data and latent variables, ``q`` the approximate posterior. The value

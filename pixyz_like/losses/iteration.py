@@ -3,10 +3,13 @@ r"""A loss summed over the steps of a sequence: :class:`IterativeLoss`."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
+from .._context import EvalContext
 from .._latex import convert_latex_name
+from ..distributions.distributions import Distribution
 from ..errors import MissingVariableError, ShapeError
 from ..utils import tolist
 from .losses import _ADD, Expectation, Loss
@@ -59,7 +62,7 @@ class IterativeLoss(Loss):
     _greedy = True  # \sum_t f extends to the right: a parent brackets it unless it stands last
 
     def __init__(self, step_loss: Loss, max_iter: int | None = None, series_var: Sequence[str] = (),
-                 update_value: Mapping[str, str] | None = None, slice_step=None,
+                 update_value: Mapping[str, str] | None = None, slice_step: Distribution | None = None,
                  timestep_var: Sequence[str] | str = ()) -> None:
         series_var = tolist(series_var)
         update_value = dict(update_value or {})
@@ -90,7 +93,7 @@ class IterativeLoss(Loss):
         step_text = f"\\left({step.full()}\\right)" if step.prec <= _ADD else step.full()
         return f"\\sum_{{{t}=0}}^{{{upper}}} {step_text}"
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         work = dict(x_dict)  # a private copy: the caller's dict is never written to
         series = {v: x_dict[v] for v in self.series_var}
         max_iter = self.max_iter
@@ -105,8 +108,8 @@ class IterativeLoss(Loss):
                     f"got {got}"
                 )
         mask = ctx.options.get("mask")
-        total = None
-        samples: dict = {}
+        total: torch.Tensor | None = None
+        samples: dict[str, Any] = {}
         for t in range(max_iter):
             if self.timestep_var:
                 work[self.timestep_var[0]] = t
@@ -124,5 +127,7 @@ class IterativeLoss(Loss):
                     f"step's samples have them (available: {sorted(work)})"
                 )
             work.update({old: work[new] for new, old in self.update_value.items()})
+        if total is None:  # a series of length 0 (the inputs' check refuses an empty first dimension)
+            raise ShapeError(f"IterativeLoss: no steps to sum: the series {self.series_var} have length 0")
         final = {old: work[old] for old in self.update_value.values()}
         return total, {**samples, **final}

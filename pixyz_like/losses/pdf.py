@@ -3,7 +3,12 @@ r"""Log-density and density of a distribution as losses: :class:`LogProb`, :clas
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import torch
+
+from .._context import EvalContext
+from ..distributions.distributions import Distribution
 from ..distributions.protocol import ScoreSpec
 from .losses import Loss
 
@@ -23,7 +28,7 @@ class LogProb(Loss):
     tensor([-0.9189, -0.9189])
     """
 
-    def __init__(self, p, sum_features: bool = True, feature_dims: Sequence[int] | None = None) -> None:
+    def __init__(self, p: Distribution, sum_features: bool = True, feature_dims: Sequence[int] | None = None) -> None:
         super().__init__(p.scoring_var)
         self.p = p
         self.sum_features = sum_features
@@ -32,7 +37,7 @@ class LogProb(Loss):
     def _latex(self) -> str:
         return f"\\log {self.p.prob_text}"
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         return self.p._log_prob(x_dict, ctx=ctx, spec=ScoreSpec.of(self.sum_features, self.feature_dims)), {}
 
 
@@ -51,6 +56,6 @@ class Prob(LogProb):
     def _latex(self) -> str:
         return self.p.prob_text
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         value, samples = super()._eval(x_dict, ctx)
         return value.exp(), samples

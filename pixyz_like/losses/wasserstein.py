@@ -3,10 +3,13 @@ r"""An upper bound of the Wasserstein distance from paired samples."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from .._context import EvalContext
+from ..distributions.distributions import Distribution
 from ..errors import ShapeError
 from ._two_sample import batch_size, check_pair, draw
 from .losses import Divergence
@@ -41,7 +44,8 @@ class WassersteinDistance(Divergence):
 
     _options = ("batch_n",)
 
-    def __init__(self, p, q, metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
+    def __init__(self, p: Distribution, q: Distribution,
+                 metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
         check_pair("WassersteinDistance", p, q)
         if metric is not None and not callable(metric):
             raise TypeError(f"WassersteinDistance: metric must be callable, got {type(metric).__name__}")
@@ -54,7 +58,7 @@ class WassersteinDistance(Divergence):
     def _latex(self) -> str:
         return f"W^{{upper}} \\left({self.p.prob_text}, {self.q.prob_text} \\right)"
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         n = batch_size("WassersteinDistance", self.p, self.q, x_dict, ctx)
         xp = draw(self.p, x_dict, ctx, n)
         xq = draw(self.q, x_dict, ctx, n)
