@@ -75,7 +75,7 @@ class CustomProb(Distribution):
         return self._log_prob_function
 
     @property
-    def distribution_name(self) -> str:  # type: ignore[override]
+    def distribution_name(self) -> str:  # type: ignore[override]  # a property for the base's class attribute
         return self._distribution_name
 
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:

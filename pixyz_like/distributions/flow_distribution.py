@@ -109,7 +109,7 @@ class _FlowDistribution(Distribution):
 
     # ------------------------------------------------------------------ properties
     @property
-    def has_reparam(self) -> bool:  # type: ignore[override]
+    def has_reparam(self) -> bool:  # type: ignore[override]  # a property for the base's class attribute
         """Reparameterised when the prior is (the flow is differentiable)."""
         return self.prior.has_reparam
 

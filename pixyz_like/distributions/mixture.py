@@ -126,7 +126,7 @@ class MixtureOfNormal(Distribution):
         self.register_buffer("weights", weights / weights.sum())
 
     @property
-    def has_reparam(self) -> bool:  # type: ignore[override]
+    def has_reparam(self) -> bool:  # type: ignore[override]  # a property for the base's class attribute
         return all(e.has_reparam for e in _members(self.p))
 
     @property

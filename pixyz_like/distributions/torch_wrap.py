@@ -85,11 +85,11 @@ class TorchDistribution(Distribution):
         self._reparam_choice = has_reparam
 
     @property
-    def distribution_name(self) -> str:  # type: ignore[override]
+    def distribution_name(self) -> str:  # type: ignore[override]  # a property for the base's class attribute
         return f"torch {_module_name(self.module)}"
 
     @property
-    def has_reparam(self) -> bool:  # type: ignore[override]
+    def has_reparam(self) -> bool:  # type: ignore[override]  # a property for the base's class attribute
         # None: decided per call from the torch distribution's has_rsample (see from_torch).
         return self._reparam_choice is not False
 
@@ -299,7 +299,7 @@ class ModuleDeterministic(Deterministic):
         self.module = module
 
     @property
-    def distribution_name(self) -> str:  # type: ignore[override]
+    def distribution_name(self) -> str:  # type: ignore[override]  # a property for the base's class attribute
         return f"Deterministic {_module_name(self.module)}"
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -342,7 +342,7 @@ class _AsTorch(torch.distributions.Distribution):
         super().__init__(shape[:1], shape[1:], validate_args=False)
 
     @property
-    def has_rsample(self) -> bool:  # type: ignore[override]
+    def has_rsample(self) -> bool:  # type: ignore[override]  # a property for the base's class attribute
         return bool(self.p.has_reparam)
 
     def _draw(self, sample_shape: Sequence[int] | torch.Size, reparam: bool) -> torch.Tensor:
