@@ -28,8 +28,9 @@ def check_pair(owner: str, p, q, single: bool = True) -> None:
 def batch_size(owner: str, p, q, x_dict: dict[str, Any], ctx: EvalContext) -> int:
     """How many samples to draw from a distribution without inputs: the batch size of the inputs.
 
-    It is read from the other distribution's inputs, or from the ``batch_n`` option when neither
-    distribution has any.
+    It is read from either distribution's inputs (by :func:`pixyz_like._batch.infer_batch_n`), or from
+    the ``batch_n`` option when neither distribution has any; with neither, the two samples could not be
+    paired, so it refuses (where ``infer_batch_n`` answers ``None``).
     """
     n = infer_batch_n(x_dict, p.input_var + q.input_var)
     if n is None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._batch import infer_batch_n
 from ..errors import MissingVariableError, missing_variable_error
 
 if TYPE_CHECKING:
@@ -45,13 +46,14 @@ def as_dict(batch: Any, keys: Keys | None, where: str = "Model.fit()") -> dict[s
 def batch_size(x_dict: Mapping[str, Any]) -> int:
     """The number of data points of a batch: the leading size of its first tensor with one (else 1).
 
-    >>> batch_size({"beta": torch.tensor(0.5), "x": torch.zeros(8, 2)})
-    8
+    The rule is :func:`pixyz_like._batch.infer_batch_n`'s, over every entry of the batch; ``fit``
+    weighs each batch's loss by this count, so a batch of scalars only counts as one data point.
+
+    >>> batch_size({"beta": torch.tensor(0.5), "x": torch.zeros(8, 2)}), batch_size({"beta": 0.5})
+    (8, 1)
     """
-    for v in x_dict.values():
-        if isinstance(v, torch.Tensor) and v.ndim:
-            return int(v.shape[0])
-    return 1
+    n = infer_batch_n(x_dict, x_dict)
+    return 1 if n is None else n
 
 
 class Batches:
