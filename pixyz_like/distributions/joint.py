@@ -91,7 +91,7 @@ class MultiplyDistribution(Distribution):
         ordered = [factors[i] for i in order]
         var = list(dict.fromkeys(list(var_order or []) + [v for f in factors for v in f.var]))
         cond = list(dict.fromkeys(v for f in ordered for v in f.cond_var if v not in producers))
-        super().__init__(var=var, cond_var=cond, name=name, atomic=False)
+        super().__init__(var=var, cond_var=cond, name=name)
         self._factors = nn.ModuleList(ordered)
         # Decided once here, the factors being fixed: which factors have no inputs at all (they get the
         # batch size from the caller), and the joint's inputs. A variable is an input unless a factor
