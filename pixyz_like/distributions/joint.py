@@ -10,7 +10,7 @@ from __future__ import annotations
 import graphlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -48,6 +48,8 @@ class MultiplyDistribution(Distribution):
     p_{prior}(z,x) = p(x|z)p_{prior}(z)
     """
 
+    _factors: nn.ModuleList  # the atomic factors in sampling (topological) order
+
     def __init__(self, a: Distribution, b: Distribution) -> None:
         factors = a.factors() + b.factors()
         # Pixyz's order: each variable where it first appears, reading the factors in multiplication
@@ -60,7 +62,7 @@ class MultiplyDistribution(Distribution):
     @classmethod
     def from_factors(
         cls, factors: Sequence[Distribution], name: str = "p", var_order: Sequence[str] | None = None,
-        _validate_replace: tuple | None = None,
+        _validate_replace: tuple[Distribution, Mapping[str, str]] | None = None,
     ) -> MultiplyDistribution:
         """Build a joint from a list of atomic factors."""
         if _validate_replace is not None:
@@ -79,7 +81,7 @@ class MultiplyDistribution(Distribution):
                         f"{f.prob_text}; rename one with replace_var"
                     )
                 producers[v] = f
-        sorter = graphlib.TopologicalSorter()
+        sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
         for i, f in enumerate(factors):
             deps = [j for j, g in enumerate(factors) if j != i and set(f.cond_var) & set(g.var)]
             sorter.add(i, *deps)
@@ -102,7 +104,8 @@ class MultiplyDistribution(Distribution):
         self._input_var = tuple(dict.fromkeys(v for f in ordered for v in f.input_var if v not in made))
 
     def factors(self) -> list[Distribution]:
-        return list(self._factors)
+        # Each was checked a Distribution when the joint was built; ModuleList's stubs only know Module.
+        return cast("list[Distribution]", list(self._factors))
 
     @property
     def input_var(self) -> list[str]:
@@ -110,16 +113,16 @@ class MultiplyDistribution(Distribution):
 
     @property
     def has_reparam(self) -> bool:  # type: ignore[override]
-        return all(f.has_reparam for f in self._factors)
+        return all(f.has_reparam for f in self.factors())
 
     @property
     def distribution_name(self) -> str:  # type: ignore[override]
-        return " * ".join(f.distribution_name for f in self._factors)
+        return " * ".join(f.distribution_name for f in self.factors())
 
     @property
     def prob_factorized_text(self) -> str:
         # Written right to left: the factor sampled first stands last, as in p(x|z)p(z).
-        return "".join(f.prob_text for f in reversed(list(self._factors)))
+        return "".join(f.prob_text for f in reversed(self.factors()))
 
     def _check_reparam(self) -> None:  # reparameterise where each factor can; others are detached
         return None
@@ -134,7 +137,7 @@ class MultiplyDistribution(Distribution):
         elif batch_n is not None and batch_n != batch:
             raise ShapeError(f"{self._owner()}: batch_n={batch_n} conflicts with the batch size {batch} of its inputs")
         # Factors whose variables are all given are observed: their values are kept, not redrawn.
-        factors = tuple(self._factors)
+        factors = self.factors()
         observed = [all(v in x_dict for v in f.var) for f in factors]
         needed = [*inputs, *(v for f, o in zip(factors, observed) if o for v in f.var)]
         if len(sample_shape):
@@ -144,7 +147,7 @@ class MultiplyDistribution(Distribution):
                 v: repeat_batch(x_dict[v], n) if isinstance(x_dict[v], torch.Tensor) and x_dict[v].ndim else x_dict[v]
                 for v in needed
             }
-            root_batch = n * base
+            root_batch: int | None = n * base
         else:
             work = {v: x_dict[v] for v in needed}
             root_batch = batch
@@ -180,8 +183,8 @@ class MultiplyDistribution(Distribution):
                     v = repeat_batch(v, n)
                 work[k] = v
             x_dict = work
-        total = None
-        for f in self._factors:
+        total: torch.Tensor | None = None
+        for f in self.factors():
             lp = f._log_prob(x_dict, ctx=ctx, spec=spec)
             if total is not None and not spec.sum_features and lp.shape != total.shape:
                 raise NotDefinedError(
@@ -190,13 +193,14 @@ class MultiplyDistribution(Distribution):
                     "sum_features=True, or score each factor separately"
                 )
             total = lp if total is None else total + lp
+        assert total is not None  # a joint has at least two factors
         if n > 1 or len(sample_shape):
             total = total.reshape(*sample_shape, batch, *total.shape[1:])
         return total
 
-    def _value_sample_shape(self, x_dict) -> tuple[torch.Size, int]:
+    def _value_sample_shape(self, x_dict: Mapping[str, Any]) -> tuple[torch.Size, int]:
         """Sample dims of the given values, read off a factor whose feature shape is known."""
-        for f in self._factors:
+        for f in self.factors():
             fs = getattr(f, "_features_shape", torch.Size())
             if not len(fs) or not hasattr(f, "event_ndim"):
                 continue
@@ -208,25 +212,25 @@ class MultiplyDistribution(Distribution):
         return torch.Size(), 0
 
     def _last_single_var_factor(self, action: str) -> Distribution:
-        last = self._factors[-1]
+        last = self.factors()[-1]
         if len(last.var) != 1:
             raise NotDefinedError(f"{self._owner()}: {action} needs a joint whose last factor has one variable")
         return last
 
     def _ancestors_sampled(self, x_dict: Mapping[str, Any]) -> dict[str, Any]:
         work = dict(x_dict)
-        for f in list(self._factors)[:-1]:
+        for f in self.factors()[:-1]:
             if not all(v in work for v in f.var):
                 work.update(f.sample(work, return_all=False))
         return work
 
-    def sample_mean(self, x_dict=None):
+    def sample_mean(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         """Mean of the last factor's variable, the other factors sampled (given values are kept)."""
         x_dict = self._as_dict(x_dict, "sample_mean")
         self._require(x_dict, self.input_var, "sample_mean")
         return self._last_single_var_factor("sample_mean").sample_mean(self._ancestors_sampled(x_dict))
 
-    def sample_variance(self, x_dict=None):
+    def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         """Variance of the last factor's variable, the other factors sampled (given values are kept)."""
         x_dict = self._as_dict(x_dict, "sample_variance")
         self._require(x_dict, self.input_var, "sample_variance")
@@ -278,8 +282,13 @@ class ReplaceVarDistribution(Distribution):
         if len(set(renamed)) != len(renamed):
             raise GraphError(f"{p.prob_text}: replace_var({replace_dict}) would give two variables the same name")
 
-    distribution_name = property(lambda self: self.p.distribution_name)  # type: ignore[assignment]
-    has_reparam = property(lambda self: self.p.has_reparam)  # type: ignore[assignment]
+    @property
+    def distribution_name(self) -> str:  # type: ignore[override]  # a class attribute of the base, the view's here
+        return self.p.distribution_name
+
+    @property
+    def has_reparam(self) -> bool:  # type: ignore[override]  # a class attribute of the base, the view's here
+        return self.p.has_reparam
 
     @property
     def input_var(self) -> list[str]:
@@ -306,16 +315,17 @@ class ReplaceVarDistribution(Distribution):
     def _check_reparam(self) -> None:
         self.p._check_reparam()
 
-    def get_params(self, params_dict=None, **kwargs):
+    def get_params(self, params_dict: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
         return self.p.get_params(self._to_inner(self._as_dict(params_dict, "get_params")), **kwargs)
 
-    def get_entropy(self, x_dict=None, sum_features=True, feature_dims=None):
+    def get_entropy(self, x_dict: Mapping[str, Any] | None = None, sum_features: bool = True,
+                    feature_dims: Sequence[int] | None = None) -> torch.Tensor:
         return self.p.get_entropy(self._to_inner(self._as_dict(x_dict, "get_entropy")), sum_features, feature_dims)
 
-    def sample_mean(self, x_dict=None):
+    def sample_mean(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         return self.p.sample_mean(self._to_inner(self._as_dict(x_dict, "sample_mean")))
 
-    def sample_variance(self, x_dict=None):
+    def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         return self.p.sample_variance(self._to_inner(self._as_dict(x_dict, "sample_variance")))
 
     def _network_text(self) -> str:
@@ -384,6 +394,16 @@ class Underlying:
         return base._get_params(self.inputs(x_dict), ctx)
 
 
+def _through(views: Sequence[ReplaceVarDistribution], name: str) -> str | None:
+    """The name the distribution under ``views`` (outermost first) reads ``name`` as; ``None``: hidden."""
+    for view in views:
+        inner = view._inner_name(name)
+        if inner is None:
+            return None
+        name = inner
+    return name
+
+
 def underlying(d: Distribution) -> Underlying:
     """``d`` seen through its renaming views (``replace_var``, nested or not): the distribution under them
     and the translation of the outer names, composed level by level as each view translates its inputs.
@@ -405,11 +425,7 @@ def underlying(d: Distribution) -> Underlying:
     rename: dict[str, str] = {}
     dropped: set[str] = set()
     for name in names:
-        inner: str | None = name
-        for view in views:
-            inner = view._inner_name(inner)
-            if inner is None:
-                break
+        inner = _through(views, name)
         if inner is None:
             dropped.add(name)
         elif inner != name:
@@ -445,8 +461,13 @@ class MarginalizeVarDistribution(Distribution):
         self.p = p
         self._marginalized = marginalize_list
 
-    distribution_name = property(lambda self: self.p.distribution_name)  # type: ignore[assignment]
-    has_reparam = property(lambda self: self.p.has_reparam)  # type: ignore[assignment]
+    @property
+    def distribution_name(self) -> str:  # type: ignore[override]  # a class attribute of the base, the view's here
+        return self.p.distribution_name
+
+    @property
+    def has_reparam(self) -> bool:  # type: ignore[override]  # a class attribute of the base, the view's here
+        return self.p.has_reparam
 
     @property
     def input_var(self) -> list[str]:
@@ -471,10 +492,10 @@ class MarginalizeVarDistribution(Distribution):
             "pixyz_like.losses.log_marginal (importance sampling)"
         )
 
-    def sample_mean(self, x_dict=None):
+    def sample_mean(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         return self.p.sample_mean(x_dict)
 
-    def sample_variance(self, x_dict=None):
+    def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         return self.p.sample_variance(x_dict)
 
     def _network_text(self) -> str:

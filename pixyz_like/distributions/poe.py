@@ -14,8 +14,8 @@ log-density, entropy, moments, sampling and the closed-form KL are the Normal on
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -59,6 +59,8 @@ class ProductOfNormal(Normal):
     """
 
     distribution_name = "ProductOfNormal"
+    p: nn.ModuleList
+    weight_modalities: torch.Tensor
 
     def __init__(
         self,
@@ -101,22 +103,26 @@ class ProductOfNormal(Normal):
                 )
         self.register_buffer("weight_modalities", weights)
 
+    def _experts(self) -> list[Distribution]:
+        # Each was checked a Distribution when built; ModuleList's stubs only know Module.
+        return cast("list[Distribution]", list(self.p))
+
     @property
     def prob_factorized_text(self) -> str:
         prior = f"{convert_latex_name(self.name)}({','.join(convert_latex_name(v) for v in self.var)})"
-        return prior + "".join(e.prob_text for e in self.p)
+        return prior + "".join(e.prob_text for e in self._experts())
 
     @property
     def prob_joint_factorized_and_text(self) -> str:
         return f"{self.prob_text} \\propto {self.prob_factorized_text}"
 
-    def _require(self, x_dict, names, action):
+    def _require(self, x_dict: Mapping[str, Any], names: Iterable[str], action: str) -> None:
         # The experts' inputs are optional: an absent modality leaves its expert out.
         super()._require(x_dict, [n for n in names if n not in self._cond_var], action)
 
     def _present_experts(self, x_dict: Mapping[str, Any]) -> list[bool]:
         present = []
-        for e in self.p:
+        for e in self._experts():
             given = [v in x_dict for v in e.input_var]
             if any(given) and not all(given):
                 missing = [v for v, g in zip(e.input_var, given, strict=True) if not g]
@@ -132,10 +138,12 @@ class ProductOfNormal(Normal):
         return {"loc": loc, "scale": torch.ones_like(loc) / w[0].sqrt()}
 
     @staticmethod
-    def _combine(prior_precision: torch.Tensor, precisions: list[torch.Tensor], locs: list[torch.Tensor]):
-        total = prior_precision
-        weighted = 0
-        for t, m in zip(precisions, locs, strict=True):
+    def _combine(prior_precision: torch.Tensor, precisions: list[torch.Tensor],
+                 locs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The precision-weighted product of the present experts (at least one) and the prior."""
+        total = prior_precision + precisions[0]
+        weighted = precisions[0] * locs[0]
+        for t, m in zip(precisions[1:], locs[1:], strict=True):
             total = total + t
             weighted = weighted + t * m
         var = 1 / total
@@ -145,7 +153,7 @@ class ProductOfNormal(Normal):
     def _get_params(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
         w = self.weight_modalities
         precisions, locs = [], []
-        for i, (e, present) in enumerate(zip(self.p, self._present_experts(x_dict), strict=True)):
+        for i, (e, present) in enumerate(zip(self._experts(), self._present_experts(x_dict), strict=True)):
             if present:
                 params = underlying(e).params(x_dict, ctx)
                 precisions.append(w[i + 1] / params["scale"] ** 2)
@@ -189,12 +197,12 @@ class ElementWiseProductOfNormal(ProductOfNormal):
 
     @property
     def prob_factorized_text(self) -> str:
-        expert = self.p[0]
+        expert = self._experts()[0]
         prior = f"{convert_latex_name(self.name)}({','.join(convert_latex_name(v) for v in self.var)})"
         return f"{prior}\\prod_{{d}} {expert.prob_text}_{{d}}"
 
     def _get_params(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
-        expert = self.p[0]
+        expert = self._experts()[0]
         cond = expert.input_var[0]
         if cond not in x_dict:
             return self._prior_params()

@@ -13,7 +13,7 @@ against all :math:`K` components at once by broadcasting (no loop over data poin
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -118,7 +118,7 @@ class VampPrior(Distribution):
     def _check_reparam(self) -> None:
         self.q._check_reparam()
 
-    def _components(self, ctx) -> dict[str, torch.Tensor]:
+    def _components(self, ctx: EvalContext | None) -> dict[str, torch.Tensor]:
         """The encoder's parameters at the K pseudo-inputs, each of shape ``(K or 1, *features)``."""
         hit = ctx.memo.get(self, (self.pseudo_inputs,)) if ctx is not None else None
         if hit is not None:
@@ -176,7 +176,7 @@ class VampPrior(Distribution):
         trail = torch.broadcast_shapes(*[v.shape[1:] for v in params.values()])
         return {self._var[0]: fam._draw(picked, lead + trail, reparam and fam.has_reparam)}
 
-    def _moments(self):
+    def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         fam, params = self._family(), self._components(None)
         means = fam._mean(params)
         variances = fam._variance(params)
@@ -184,10 +184,10 @@ class VampPrior(Distribution):
         mean = means.mean(0, keepdim=True)
         return mean, (variances + means**2).mean(0, keepdim=True) - mean**2
 
-    def sample_mean(self, x_dict=None):
+    def sample_mean(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         r""":math:`\frac1K \sum_k \mu(u_k)`, shape ``(1, *features)``."""
         return self._moments()[0]
 
-    def sample_variance(self, x_dict=None):
+    def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         r""":math:`\frac1K \sum_k (\sigma^2(u_k) + \mu(u_k)^2) - \mu^2`, shape ``(1, *features)``."""
         return self._moments()[1]

@@ -8,13 +8,14 @@ import torch
 
 from .._batch import infer_batch_n
 from .._context import EvalContext
+from ..distributions.distributions import Distribution
 from ..distributions.protocol import SampleSpec
 from ..errors import GraphError, MissingVariableError, VariableMismatchError
 
 __all__ = ["check_pair", "batch_size", "draw", "draw_all"]
 
 
-def check_pair(owner: str, p, q, single: bool = True) -> None:
+def check_pair(owner: str, p: Distribution, q: Distribution, single: bool = True) -> None:
     """Refuse two distributions over different variables (or over several, when ``single``)."""
     if set(p.var) != set(q.var):
         raise VariableMismatchError(
@@ -25,7 +26,7 @@ def check_pair(owner: str, p, q, single: bool = True) -> None:
         raise GraphError(f"{owner}: compares distributions over one variable, got {p.var}")
 
 
-def batch_size(owner: str, p, q, x_dict: dict[str, Any], ctx: EvalContext) -> int:
+def batch_size(owner: str, p: Distribution, q: Distribution, x_dict: dict[str, Any], ctx: EvalContext) -> int:
     """How many samples to draw from a distribution without inputs: the batch size of the inputs.
 
     It is read from either distribution's inputs (by :func:`pixyz_like._batch.infer_batch_n`), or from
@@ -43,7 +44,8 @@ def batch_size(owner: str, p, q, x_dict: dict[str, Any], ctx: EvalContext) -> in
     return int(n)
 
 
-def draw_all(p, x_dict: dict[str, Any], ctx: EvalContext, batch_n: int, reparam: bool = True) -> dict[str, Any]:
+def draw_all(p: Distribution, x_dict: dict[str, Any], ctx: EvalContext, batch_n: int,
+             reparam: bool = True) -> dict[str, Any]:
     """One sample of each of ``p``'s variables per data point, each ``(batch, *features)``.
 
     Only ``p``'s own inputs are passed on: a generator ``p(x)`` must draw ``x`` even when the data
@@ -54,6 +56,6 @@ def draw_all(p, x_dict: dict[str, Any], ctx: EvalContext, batch_n: int, reparam:
     return p._sample(inputs, ctx=ctx, spec=spec)
 
 
-def draw(p, x_dict: dict[str, Any], ctx: EvalContext, batch_n: int, reparam: bool = True) -> torch.Tensor:
+def draw(p: Distribution, x_dict: dict[str, Any], ctx: EvalContext, batch_n: int, reparam: bool = True) -> torch.Tensor:
     """One sample of ``p``'s single variable per data point (see :func:`draw_all`)."""
     return draw_all(p, x_dict, ctx, batch_n, reparam)[p.var[0]]

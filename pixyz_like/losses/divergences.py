@@ -2,12 +2,14 @@ r"""The Kullback-Leibler divergence :math:`D_{KL}[p\|q]`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any, NamedTuple
 
 import torch
 
-from ..distributions.distributions import DistributionBase
+from .._context import EvalContext
+from ..distributions.distributions import Distribution, DistributionBase
 from ..distributions.joint import underlying
 from ..distributions.kl import has_closed_form_kl, kl_elementwise
 from ..distributions.protocol import SUMMED, broadcast_shapes, reduce_features
@@ -17,10 +19,20 @@ from .losses import Divergence, Expectation
 __all__ = ["KullbackLeibler", "KL", "AnalyticalKullbackLeibler", "Divergence"]
 
 
-def _pair_kl(p: DistributionBase, q: DistributionBase, params_p: dict[str, torch.Tensor],
-             params_q: dict[str, torch.Tensor]) -> torch.Tensor:
+_Params = dict[str, torch.Tensor]
+
+
+def _pair_kl(p: DistributionBase, q: DistributionBase, params_p: _Params, params_q: _Params) -> torch.Tensor:
     """The closed form of the pair ``p``, ``q`` (bound to them once, when a ``KullbackLeibler`` is built)."""
     return kl_elementwise(p, params_p, q, params_q)
+
+
+class _ClosedForm(NamedTuple):
+    """The two families under any renaming views, and their closed-form KL given their parameters."""
+
+    p: DistributionBase
+    q: DistributionBase
+    kl: Callable[[_Params, _Params], torch.Tensor]
 
 
 class KullbackLeibler(Divergence):
@@ -52,8 +64,8 @@ class KullbackLeibler(Divergence):
     \mathbb{E}_{q(z,x)} \left[\log q(z,x) - \log p(x,z) \right]
     """
 
-    def __init__(self, p, q, dim: int | Sequence[int] | None = None, analytical: bool | str = True,
-                 sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
+    def __init__(self, p: Distribution, q: Distribution, dim: int | Sequence[int] | None = None,
+                 analytical: bool | str = True, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
         if analytical not in (True, False, "auto"):
             raise TypeError(f"KullbackLeibler: analytical must be True, False or 'auto', got {analytical!r}")
         super().__init__(p.input_var + q.input_var)
@@ -65,8 +77,10 @@ class KullbackLeibler(Divergence):
         # whether the pair has a closed form (the classes of p and q cannot change).
         self._under_p, self._under_q = underlying(p), underlying(q)
         fp, fq = self._under_p.base, self._under_q.base
-        closed = has_closed_form_kl(fp, fq)
-        self._kl = partial(_pair_kl, fp, fq) if closed else None
+        self._closed: _ClosedForm | None = None
+        if isinstance(fp, DistributionBase) and isinstance(fq, DistributionBase) and has_closed_form_kl(fp, fq):
+            self._closed = _ClosedForm(fp, fq, partial(_pair_kl, fp, fq))
+        closed = self._closed is not None
         # "auto" resolves once, here: the choice depends only on the two families, never on the data.
         self.analytical = closed if analytical == "auto" else bool(analytical)
         if self.analytical:
@@ -77,7 +91,7 @@ class KullbackLeibler(Divergence):
                     f"KullbackLeibler: {p.prob_text} is over {p.var} but {q.prob_text} is over {q.var}; "
                     "a divergence compares distributions over the same number of variables"
                 )
-            self._mc = None
+            self._mc: Expectation | None = None
         else:
             if set(p.var) != set(q.var):
                 raise VariableMismatchError(
@@ -100,16 +114,16 @@ class KullbackLeibler(Divergence):
             return self._mc._latex()
         return f"D_{{KL}} \\left[{self.p.prob_text}||{self.q.prob_text} \\right]"
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         if self._mc is not None:
             return self._mc._eval(x_dict, ctx)
-        if self._kl is None:  # refused when evaluated: programs build KLs they never evaluate
+        if self._closed is None:  # refused when evaluated: programs build KLs they never evaluate
             raise self._not_defined()
-        fp, fq = self._under_p.base, self._under_q.base
+        fp, fq, closed_form = self._closed
         params_p = self._under_p.params(x_dict, ctx)
         params_q = self._under_q.params(x_dict, ctx)
         self._check_shapes(params_p, params_q)
-        kl = self._kl(params_p, params_q)
+        kl = closed_form(params_p, params_q)
         if self.dim is not None:
             dims = (self.dim,) if isinstance(self.dim, int) else tuple(self.dim)
             return kl.sum(dim=dims), {}
@@ -117,7 +131,7 @@ class KullbackLeibler(Divergence):
         n_feat = None if n_p is None and n_q is None else max(n for n in (n_p, n_q) if n is not None)
         return reduce_features(kl, n_feat, SUMMED), {}
 
-    def _check_shapes(self, params_p: dict, params_q: dict) -> None:
+    def _check_shapes(self, params_p: _Params, params_q: _Params) -> None:
         """The two distributions' parameters must broadcast (same features, compatible batches)."""
         shapes_p = [v.shape for v in params_p.values() if isinstance(v, torch.Tensor)]
         shapes_q = [v.shape for v in params_q.values() if isinstance(v, torch.Tensor)]
@@ -145,5 +159,5 @@ class AnalyticalKullbackLeibler(KullbackLeibler):
     tensor([1.])
     """
 
-    def __init__(self, p, q, dim: int | Sequence[int] | None = None) -> None:
+    def __init__(self, p: Distribution, q: Distribution, dim: int | Sequence[int] | None = None) -> None:
         super().__init__(p, q, dim=dim, analytical=True)

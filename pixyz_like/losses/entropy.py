@@ -3,10 +3,12 @@ r"""Entropy :math:`H[p]` and cross-entropy :math:`H[p\|q]`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from ..distributions.distributions import DistributionBase
+from .._context import EvalContext
+from ..distributions.distributions import Distribution, DistributionBase
 from ..distributions.joint import underlying
 from ..distributions.protocol import SUMMED, reduce_features
 from ..errors import NotDefinedError
@@ -29,7 +31,8 @@ class Entropy(Loss):
     tensor([1.4189])
     """
 
-    def __init__(self, p, analytical: bool = True, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
+    def __init__(self, p: Distribution, analytical: bool = True,
+                 sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
         super().__init__(p.input_var)
         self.p = p
         self.analytical = analytical
@@ -45,7 +48,7 @@ class Entropy(Loss):
     def _precedence(self) -> int:  # type: ignore[override]
         return self._mc._precedence if self._mc is not None else super()._precedence
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         if self._mc is not None:
             return self._mc._eval(x_dict, ctx)
 
@@ -59,7 +62,8 @@ class Entropy(Loss):
         return reduce_features(fam._entropy(params), fam._n_feat(params), SUMMED), {}
 
 
-def CrossEntropy(p, q, analytical: bool = False, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> Loss:
+def CrossEntropy(p: Distribution, q: Distribution, analytical: bool = False,
+                 sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> Loss:
     r"""The cross-entropy :math:`H[p\|q] = -\mathbb{E}_p[\log q]`.
 
     Analytically :math:`H[p] + D_{KL}[p\|q]`; otherwise a Monte Carlo estimate from draws of ``p``.
@@ -85,7 +89,7 @@ class AnalyticalEntropy(Entropy):
     tensor([1.4189])
     """
 
-    def __init__(self, p) -> None:
+    def __init__(self, p: Distribution) -> None:
         super().__init__(p, analytical=True)
 
 
@@ -98,7 +102,8 @@ class StochasticReconstructionLoss(Loss):
     NotImplementedError: StochasticReconstructionLoss is obsolete (as in Pixyz); write ...
     """
 
-    def __init__(self, encoder, decoder, sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
+    def __init__(self, encoder: object, decoder: object,
+                 sample_shape: Sequence[int] | torch.Size = torch.Size([1])) -> None:
         raise NotImplementedError(
             "StochasticReconstructionLoss is obsolete (as in Pixyz); write -decoder.log_prob().expectation(encoder)"
         )

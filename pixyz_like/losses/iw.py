@@ -22,7 +22,7 @@ import torch
 from .._batch import infer_batch_n
 from .._context import EvalContext
 from .._latex import convert_latex_name
-from ..distributions.distributions import DistributionBase
+from ..distributions.distributions import Distribution, DistributionBase
 from ..distributions.joint import underlying
 from ..distributions.protocol import SUMMED, SampleSpec
 from ..errors import MissingVariableError, VariableMismatchError, missing_variable_error
@@ -37,7 +37,7 @@ _ROW_BUDGET_CPU = 1024
 _ROW_BUDGET_GPU = 65536
 
 
-def _check(owner: str, p, q) -> list[str]:
+def _check(owner: str, p: Distribution, q: Distribution) -> list[str]:
     """The observed variables of ``p`` (those ``q`` does not produce); refuse a ``q`` outside ``p``."""
     extra = [v for v in q.var if v not in p.var]
     if extra:
@@ -53,8 +53,8 @@ def _check(owner: str, p, q) -> list[str]:
     return observed
 
 
-def _log_weights(p, q, observed: list[str], x_dict: dict[str, Any], ctx: EvalContext, k: int,
-                 reparam: bool, folded_inputs: dict[str, Any] | None = None
+def _log_weights(p: Distribution, q: Distribution, observed: list[str], x_dict: dict[str, Any], ctx: EvalContext,
+                 k: int, reparam: bool, folded_inputs: dict[str, Any] | None = None
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``log p(x, z_i) - log q(z_i|x)`` for ``k`` draws per data point: shape ``(k, batch)``.
 
@@ -83,7 +83,7 @@ def _log_weights(p, q, observed: list[str], x_dict: dict[str, Any], ctx: EvalCon
     return log_p - log_q, samples
 
 
-def _latex_with_index(dist, marked: list[str]) -> str:
+def _latex_with_index(dist: Distribution, marked: list[str]) -> str:
     """``dist``'s formula with the variables in ``marked`` written ``z^{(i)}``."""
 
     def name(v: str) -> str:
@@ -125,7 +125,7 @@ class IWAE(Loss):
 
     _greedy = True  # \log \frac1k \sum_i ... runs to the right: bracketed when not last in a formula
 
-    def __init__(self, p, q, k: int = 5, reparam: bool = True) -> None:
+    def __init__(self, p: Distribution, q: Distribution, k: int = 5, reparam: bool = True) -> None:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"IWAE: k must be a positive integer, got {k!r}")
         self._observed = _check("IWAE", p, q)
@@ -139,12 +139,13 @@ class IWAE(Loss):
         ratio = f"\\frac{{{_latex_with_index(self.p, self.q.var)}}}{{{_latex_with_index(self.q, self.q.var)}}}"
         return f"\\log \\frac{{1}}{{{self.k}}} \\sum_{{i=1}}^{{{self.k}}} {ratio}"
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         log_w, samples = _log_weights(self.p, self.q, self._observed, x_dict, ctx, self.k, self.reparam)
         return torch.logsumexp(log_w, dim=0) - math.log(self.k), samples
 
 
-def log_marginal(p, q, x_dict: Mapping[str, Any], k: int = 5000, chunk: int | None = None) -> torch.Tensor:
+def log_marginal(p: Distribution, q: Distribution, x_dict: Mapping[str, Any], k: int = 5000,
+                 chunk: int | None = None) -> torch.Tensor:
     r"""Estimate :math:`\log p(x)` of each data point by importance sampling with ``k`` draws of ``q``.
 
     .. math:: \log p(x) \approx \log \frac1k \sum_{i=1}^k \frac{p(x, z_i)}{q(z_i|x)}, \quad z_i \sim q(z|x)
@@ -196,7 +197,7 @@ def log_marginal(p, q, x_dict: Mapping[str, Any], k: int = 5000, chunk: int | No
         budget = _ROW_BUDGET_CPU if first.device.type == "cpu" else _ROW_BUDGET_GPU
         chunk = max(1, budget // batch)
     chunk = min(chunk, k)
-    total = None
+    total: torch.Tensor | None = None
     done = 0
     # The inputs repeated once for all the chunks of one size, not once per chunk: for the quick-start
     # VAE a fresh copy of x per chunk cost a few percent, and up to a quarter in page faults under
@@ -212,4 +213,5 @@ def log_marginal(p, q, x_dict: Mapping[str, Any], k: int = 5000, chunk: int | No
             lse = torch.logsumexp(log_w, dim=0)
             total = lse if total is None else torch.logaddexp(total, lse)
             done += c
+    assert total is not None  # k >= 1: at least one chunk
     return total - math.log(k)
