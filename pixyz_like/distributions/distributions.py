@@ -89,16 +89,18 @@ def _shapes(tensors: Mapping[str, Any]) -> str:
     )
 
 
-def call_user_function(owner: str, fn: Any, what: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+def call_user_function(owner: str | Callable[[], str], fn: Any, what: str, args: tuple, kwargs: dict[str, Any]) -> Any:
     """Call a user's ``forward`` (or similar) with the conditioning variables as keywords.
 
     If it raises a ``TypeError`` and its signature does not accept those keywords (checked by binding
     them, only on failure, never by reading the message), that is our named ``TypeError``; any other
     error is the network's own, passed on with a note naming the distribution and the inputs.
+    ``owner`` may be a function giving the distribution's text: it is called only on failure.
     """
     try:
         return fn(*args, **kwargs)
     except TypeError as e:
+        owner = owner() if callable(owner) else owner
         try:
             inspect.signature(fn).bind(*args, **kwargs)
         except TypeError:
@@ -111,6 +113,7 @@ def call_user_function(owner: str, fn: Any, what: str, args: tuple, kwargs: dict
         _add_note(e, f"raised in {owner}.{what}() on inputs ({_shapes(kwargs)})")
         raise
     except Exception as e:
+        owner = owner() if callable(owner) else owner
         _add_note(e, f"raised in {owner}.{what}() on inputs ({_shapes(kwargs)})")
         raise
 
@@ -564,11 +567,22 @@ class DistributionBase(Distribution):
                 self._register_constant(key, value)
         # A subclass that defines forward computes (some of) the parameters with its own network.
         self._custom_forward = type(self).forward is not DistributionBase.forward
+        self._keys_expected = frozenset(self.params_keys)
 
     def _register_constant(self, key: str, value: Any) -> None:
+        """Store a constant parameter: the one place constants are made tensors, shaped, kept as
+        buffers (they move with ``.to(device)`` and are saved, never trained) and checked."""
         tensor = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(value)
         if not tensor.is_floating_point():
             tensor = tensor.to(torch.get_default_dtype())
+        self.register_buffer(key, self._shaped_constant(key, tensor).clone())
+        self._const_keys.append(key)
+        self._validate_constant(key)
+
+    def _shaped_constant(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
+        """A constant's stored shape: ``(1, *features_shape)``; a family with another rule (an event
+        dimension, a scalar temperature) overrides this. ``features_shape``, when not given, is the
+        first constant's shape."""
         if len(self._features_shape) == 0 and tensor.ndim > 0:
             self._features_shape = tensor.shape
         try:
@@ -578,12 +592,17 @@ class DistributionBase(Distribution):
                 f"{self._owner()}: parameter {key} of shape {tuple(tensor.shape)} does not fit "
                 f"features_shape {tuple(self._features_shape)}"
             ) from e
-        self.register_buffer(key, tensor.unsqueeze(0).clone())
-        self._const_keys.append(key)
-        self._validate_constant(key)
+        return tensor.unsqueeze(0)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        consts = self.__dict__.get("_const_keys")
+        if consts and name in consts and isinstance(value, torch.Tensor):
+            self._validate_constant(name)  # a constant given anew is checked as when it was first given
 
     def _validate_constant(self, key: str) -> None:
-        """Check a constant parameter when it is given (it is checked again on each use)."""
+        """Check a constant parameter when it is given or assigned. A constant kept as a buffer is not
+        checked again on each use (nothing trains it); one replaced by an ``nn.Parameter`` is."""
         support = self.param_support.get(key)
         if support is not None:
             _validation.check(self._owner, [(key, getattr(self, key), support)], ParameterError,
@@ -609,6 +628,21 @@ class DistributionBase(Distribution):
         return str(sorted(self.params_keys))
 
     def _get_params(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
+        """The family's parameters given the inputs in ``x_dict``: from ``forward``, conditioning
+        variables and constants, checked (keys, types, shapes, domains) and memoised in ``ctx``."""
+        return self._params_and_shape(x_dict, ctx)[0]
+
+    def _params_and_shape(
+        self, x_dict: Mapping[str, Any], ctx: EvalContext | None
+    ) -> tuple[dict[str, torch.Tensor], torch.Size]:
+        """The parameters and their broadcast shape ``(batch, *features[, event])``, both checked.
+
+        A subclass that computes its parameters otherwise (overriding ``_get_params``) gets the shape of
+        what it returns; the usual path computes both once per evaluation and memoises them together.
+        """
+        if type(self)._get_params is not DistributionBase._get_params:
+            params = self._get_params(x_dict, ctx)
+            return params, self._checked_shape(params)
         inputs = tuple(x_dict[v] for v in self._cond_var)
         if ctx is not None:
             hit = ctx.memo.get(self, inputs)
@@ -621,20 +655,23 @@ class DistributionBase(Distribution):
         from_forward = tuple(params)
         for key, var in self._param_vars.items():
             params.setdefault(key, x_dict[var])
+        buffers = self._buffers
         for key in self._const_keys:
-            params.setdefault(key, getattr(self, key))
-        if not self._required_keys_ok(params.keys()):
+            value = buffers.get(key)  # (a constant replaced by an nn.Parameter is an attribute now)
+            params.setdefault(key, value if value is not None else getattr(self, key))
+        if params.keys() != self._keys_expected and not self._required_keys_ok(params.keys()):
             got = sorted(params)
             raise ParameterError(
                 f"{self._owner()}: the parameters are {got}, but a {self.distribution_name} expects "
                 f"{self._expected_keys_text()} (from forward(), constants or conditioning variables)"
             )
-        self._as_tensors(params, inputs, from_forward)
-        self._check_param_shapes(params, inputs, from_forward)
-        self._validate_params(params, from_forward)
+        checked = self._as_tensors(params, inputs, from_forward)
+        shape = self._check_param_shapes(params, inputs, from_forward)
+        self._validate_params(params, from_forward, checked)
+        out = (params, shape)
         if ctx is not None:
-            ctx.memo.put(self, inputs, params)
-        return params
+            ctx.memo.put(self, inputs, out)
+        return out
 
     def _param_source(self, key: str, from_forward: tuple[str, ...]) -> str:
         if key in from_forward:
@@ -643,12 +680,15 @@ class DistributionBase(Distribution):
             return f"parameter {key!r} (conditioning variable {self._param_vars[key]!r})"
         return f"parameter {key!r} (a constant)"
 
-    def _as_tensors(self, params: dict[str, Any], inputs: tuple[Any, ...], from_forward: tuple[str, ...]) -> None:
+    def _as_tensors(
+        self, params: dict[str, Any], inputs: tuple[Any, ...], from_forward: tuple[str, ...]
+    ) -> tuple[str, ...]:
         """Make every parameter a floating tensor, in place: plain numbers (Pixyz lets ``forward``
         return them) become 0-dim tensors of the dtype and device of the first tensor parameter (or
         input), so they broadcast like torch.distributions' numbers; integer or bool tensors become
-        floating."""
+        floating. Returns the keys of the numbers whose domain was checked here, in Python."""
         ref = None
+        checked: tuple[str, ...] = ()
         for key, value in params.items():
             if isinstance(value, torch.Tensor):
                 if value.is_floating_point():
@@ -661,16 +701,22 @@ class DistributionBase(Distribution):
                     ref = self._reference_tensor(params, inputs)
                 dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
                 params[key] = torch.scalar_tensor(float(value), dtype=dtype, device=ref.device)  # 4x torch.tensor
+                support = self.param_support.get(key)
+                probe = support.single if support is not None else None
+                if probe is not None and probe.holds(float(value), float(value), params[key]):
+                    checked += (key,)  # a number within its bounds needs no tensor reduction
             else:
                 raise ParameterError(
                     f"{self._owner()}: {self._param_source(key, from_forward)} must be a tensor or a number, "
                     f"got {type(value).__name__}"
                 )
+        return checked
 
     def _check_param_shapes(self, params: dict[str, torch.Tensor], inputs: tuple[Any, ...],
-                            from_forward: tuple[str, ...]) -> None:
-        """The parameters must broadcast with each other, and those from ``forward`` must keep the
-        batch size of the inputs (or 1): a network returning 3 rows for a 4-row batch is refused."""
+                            from_forward: tuple[str, ...]) -> torch.Size:
+        """The parameters' broadcast shape, checked: they must broadcast with each other, fit
+        ``features_shape``, and those from ``forward`` must keep the batch size of the inputs (or 1): a
+        network returning 3 rows for a 4-row batch is refused."""
         try:
             shape = broadcast_shapes([p.shape for p in params.values()])
         except RuntimeError as e:
@@ -679,11 +725,12 @@ class DistributionBase(Distribution):
                 f"{self._owner()}: its parameters do not broadcast with each other ({sources}); expected shapes "
                 "(batch, *features) that broadcast"
             ) from e
+        self._check_features(shape)
         if not from_forward or not shape:
-            return
+            return shape
         n_f = len(self._features_shape)
         if len(shape) <= (n_f if n_f else 1) + self.event_ndim:
-            return  # no batch dimension to compare
+            return shape  # no batch dimension to compare
         leads = {t.shape[0] for t in inputs if isinstance(t, torch.Tensor) and t.ndim}
         if leads and shape[0] != 1 and shape[0] not in leads:
             got = ", ".join(f"{k!r}: {tuple(params[k].shape)}" for k in from_forward)
@@ -692,6 +739,7 @@ class DistributionBase(Distribution):
                 f"batch size {sorted(leads)} ({_shapes(dict(zip(self._cond_var, inputs)))}); expected each "
                 "parameter's first dimension to be the inputs' batch size (or 1)"
             )
+        return shape
 
     @staticmethod
     def _reference_tensor(params: Mapping[str, Any], inputs: tuple[Any, ...]) -> torch.Tensor:
@@ -700,12 +748,19 @@ class DistributionBase(Distribution):
         given = [v for v in inputs if isinstance(v, torch.Tensor)]
         return (floats or tensors or given or [torch.zeros(())])[0]
 
-    def _validate_params(self, params: dict[str, torch.Tensor], from_forward: tuple[str, ...]) -> None:
+    def _validate_params(
+        self, params: dict[str, torch.Tensor], from_forward: tuple[str, ...], checked: tuple[str, ...] = ()
+    ) -> None:
+        """Check each parameter against its domain, but the constants (checked when given: they are
+        buffers, nothing trains them) and the ``checked`` numbers."""
         if not _validation.validation_enabled():
             return
-        support = self.param_support
-        items = [(k, t, support[k]) for k, t in params.items() if k in support]
-        _validation.check(self._owner, items, ParameterError, lambda k: self._param_source(k, from_forward))
+        # Constants were checked when given, and are buffers: nothing trains them between calls.
+        support, buffers = self.param_support, self._buffers
+        items = [(k, t, support[k]) for k, t in params.items()
+                 if k in support and t is not buffers.get(k) and k not in checked]
+        if items:
+            _validation.check(self._owner, items, ParameterError, lambda k: self._param_source(k, from_forward))
 
     def _value_support(self) -> _validation.Constraint | None:
         """The support of the variable (``None``: not checked)."""
@@ -713,7 +768,7 @@ class DistributionBase(Distribution):
 
     def _call_forward(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         kwargs = dict(zip(self._cond_var, inputs))
-        out = call_user_function(self._owner(), self.forward, "forward", (), kwargs)
+        out = call_user_function(self._owner, self.forward, "forward", (), kwargs)
         if not isinstance(out, Mapping):
             raise ParameterError(
                 f"{self._owner()}: forward() must return a dict of parameters {self._expected_keys_text()}, "
@@ -728,15 +783,14 @@ class DistributionBase(Distribution):
         self._require(x_dict, self.input_var, "get_params")
         return self._get_params(x_dict, None)
 
-    def _batch_shape(self, params: dict[str, torch.Tensor], batch_n: int | None) -> torch.Size:
-        """Broadcast shape of the parameters ``(batch, *features[, event])``, with ``batch_n`` applied."""
+    def _checked_shape(self, params: dict[str, torch.Tensor]) -> torch.Size:
+        """The broadcast shape ``(batch, *features[, event])`` of parameters made elsewhere, checked."""
         shape = broadcast_shapes([p.shape for p in params.values()])
-        if batch_n is not None and len(shape) > 0 and shape[0] != batch_n:
-            if shape[0] != 1:
-                raise ShapeError(
-                    f"{self._owner()}: batch_n={batch_n} conflicts with the batch size {shape[0]} of its inputs"
-                )
-            shape = torch.Size((batch_n,)) + shape[1:]
+        self._check_features(shape)
+        return shape
+
+    def _check_features(self, shape: torch.Size) -> None:
+        """The parameters' shape must end in ``features_shape`` (then the event shape)."""
         # The features are the trailing dims (before any event dim); leading dims beyond the batch are
         # sample dims, e.g. parameters computed from inputs that carry them.
         n_f, end = len(self._features_shape), len(shape) - self.event_ndim
@@ -750,14 +804,27 @@ class DistributionBase(Distribution):
                 f"{self._owner()}: its parameters have shape {tuple(shape)}, whose last dimension should be "
                 f"the {self._event_shape[-1]} categories of features_shape {tuple(self.features_shape)}"
             )
+
+    def _batch_shape(self, shape: torch.Size, batch_n: int | None) -> torch.Size:
+        """The parameters' (checked) shape with ``batch_n`` applied to a batch dimension of 1."""
+        if batch_n is not None and len(shape) > 0 and shape[0] != batch_n:
+            if shape[0] != 1:
+                raise ShapeError(
+                    f"{self._owner()}: batch_n={batch_n} conflicts with the batch size {shape[0]} of its inputs"
+                )
+            shape = torch.Size((batch_n,)) + shape[1:]
         return shape
 
     def _n_feat(self, params: dict[str, torch.Tensor]) -> int | None:
         """Number of feature dimensions, from ``features_shape`` or the ``(batch, *features)`` params."""
+        return self._n_feat_of(broadcast_shapes([p.shape for p in params.values()]))
+
+    def _n_feat_of(self, shape: torch.Size) -> int | None:
+        """Number of feature dimensions of parameters of broadcast shape ``shape`` (see :meth:`_n_feat`)."""
         if len(self._features_shape):
             return len(self._features_shape)
-        n = max(p.ndim for p in params.values()) - 1 - self.event_ndim
-        if n <= 0 and all(p.numel() == 1 for p in params.values()):
+        n = len(shape) - 1 - self.event_ndim
+        if n <= 0 and shape.numel() == 1:
             return None  # scalar constants: the features are whatever the value has (Pixyz's rule)
         return n
 
@@ -803,38 +870,39 @@ class DistributionBase(Distribution):
     # ------------------------------------------------------------------ protocol
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         batch_n, sample_shape, reparam, sample_mean = spec
-        params = self._get_params(x_dict, ctx)
-        shape = self._batch_shape(params, batch_n)
+        params, shape = self._params_and_shape(x_dict, ctx)
+        shape = self._batch_shape(shape, batch_n)
         if sample_mean:
             value = self._sample_mean_value(params).expand(sample_shape + shape)
         else:
             value = self._draw(params, sample_shape + shape, reparam and self.has_reparam)
         return {self._var[0]: value}
 
-    def _check_value(self, params: dict[str, torch.Tensor], value: Any) -> torch.Tensor:
+    def _check_value(self, params: dict[str, torch.Tensor], shape: torch.Size, value: Any) -> torch.Tensor:
+        """``value`` as a tensor whose shape broadcasts with the parameters' (checked) ``shape``."""
         var = self._var[0]
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{self._owner()}: variable {var!r} must be a tensor, got {type(value).__name__}")
-        shape = self._batch_shape(params, None)
+        if value.shape == shape:
+            return value
         feat = shape[1:]
         if len(feat) and (value.ndim < len(feat) or tuple(value.shape[value.ndim - len(feat):]) != tuple(feat)):
             raise ShapeError(
                 f"{self._owner()}: variable {var!r} has shape {tuple(value.shape)}, but the parameters have "
                 f"shape {tuple(shape)}: expected (*sample_shape, batch, {', '.join(map(str, feat))})"
             )
-        if value.shape != shape:
-            try:
-                broadcast_shapes([value.shape[: value.ndim - self.event_ndim], shape[: len(shape) - self.event_ndim]])
-            except RuntimeError as e:
-                raise ShapeError(
-                    f"{self._owner()}: variable {var!r} of shape {tuple(value.shape)} does not broadcast with its "
-                    f"parameters ({_shapes(params)}): expected (*sample_shape, batch, *features)"
-                ) from e
+        try:
+            broadcast_shapes([value.shape[: value.ndim - self.event_ndim], shape[: len(shape) - self.event_ndim]])
+        except RuntimeError as e:
+            raise ShapeError(
+                f"{self._owner()}: variable {var!r} of shape {tuple(value.shape)} does not broadcast with its "
+                f"parameters ({_shapes(params)}): expected (*sample_shape, batch, *features)"
+            ) from e
         return value
 
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
-        params = self._get_params(x_dict, ctx)
-        given = self._check_value(params, x_dict[self._var[0]])
+        params, shape = self._params_and_shape(x_dict, ctx)
+        given = self._check_value(params, shape, x_dict[self._var[0]])
         params, value = _promote(params, given)
         if _validation.validation_enabled():
             # A floating value is checked in its own dtype (a bfloat16 sample on the simplex sums to 1
@@ -842,26 +910,28 @@ class DistributionBase(Distribution):
             checked = given if given.is_floating_point() else value
             _validation.check_value(self._owner, self._var[0], checked, self._value_support())
         lp = self._log_prob_value(params, value)
-        return reduce_features(lp, self._n_feat(params), spec)
+        return reduce_features(lp, self._n_feat_of(shape), spec)
 
     def get_entropy(self, x_dict=None, sum_features=True, feature_dims=None):
         x_dict = self._as_dict(x_dict, "get_entropy")
         self._require(x_dict, self.input_var, "get_entropy")
-        params = self._get_params(x_dict, None)
-        spec = ScoreSpec.of(sum_features, feature_dims)
-        return reduce_features(self._entropy(params), self._n_feat(params), spec)
+        params, shape = self._params_and_shape(x_dict, None)
+        h = self._entropy(params)
+        # One value per data point even when the entropy depends only on a constant (Normal's scale).
+        h = h.expand(shape[: len(shape) - self.event_ndim]) if h.ndim < len(shape) - self.event_ndim else h
+        return reduce_features(h, self._n_feat_of(shape), ScoreSpec.of(sum_features, feature_dims))
 
     def sample_mean(self, x_dict=None):
         x_dict = self._as_dict(x_dict, "sample_mean")
         self._require(x_dict, self.input_var, "sample_mean")
-        params = self._get_params(x_dict, None)
-        return self._mean(params).expand(self._batch_shape(params, None))
+        params, shape = self._params_and_shape(x_dict, None)
+        return self._mean(params).expand(shape)
 
     def sample_variance(self, x_dict=None):
         x_dict = self._as_dict(x_dict, "sample_variance")
         self._require(x_dict, self.input_var, "sample_variance")
-        params = self._get_params(x_dict, None)
-        return self._variance(params).expand(self._batch_shape(params, None))
+        params, shape = self._params_and_shape(x_dict, None)
+        return self._variance(params).expand(shape)
 
     def extra_repr(self) -> str:
         text = super().extra_repr()

@@ -279,9 +279,9 @@ class Categorical(DistributionBase):
     ) -> None:
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape, probs=probs)
 
-    def _register_constant(self, key, value):
+    def _shaped_constant(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
         # The category dimension is an event dimension, not a feature dimension.
-        _register_event_constant(self, key, value)
+        return _event_constant(self, key, tensor)
 
     @staticmethod
     def _log_probs(params):
@@ -336,10 +336,8 @@ __all__ += [
 ]
 
 
-def _register_event_constant(dist: DistributionBase, key: str, value: Any) -> None:
-    """Store a constant whose last dimension is a category dimension as a ``(1, *features, K)`` buffer."""
-    tensor = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(value)
-    tensor = tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor
+def _event_constant(dist: DistributionBase, key: str, tensor: torch.Tensor) -> torch.Tensor:
+    """A constant whose last dimension is a category dimension, shaped ``(1, *features, K)``."""
     if tensor.ndim == 0:
         raise ShapeError(f"{dist._owner()}: {key} needs a last dimension over the categories, got a scalar")
     if len(dist._event_shape) == 0:  # features_shape not given: it is the constant's shape
@@ -351,23 +349,17 @@ def _register_event_constant(dist: DistributionBase, key: str, value: Any) -> No
             f"{dist._owner()}: {key} of shape {tuple(tensor.shape)} does not fit features_shape "
             f"{tuple(dist.features_shape)} (whose last dimension is the categories)"
         ) from e
-    dist.register_buffer(key, tensor.unsqueeze(0).clone())
-    dist._const_keys.append(key)
-    dist._validate_constant(key)
+    return tensor.unsqueeze(0)
 
 
-def _register_temperature(dist: DistributionBase, value: Any) -> None:
-    """A constant temperature is one positive number, kept as a 0-dim buffer that broadcasts everywhere."""
-    tensor = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(value)
-    tensor = tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor
+def _temperature_constant(dist: DistributionBase, tensor: torch.Tensor) -> torch.Tensor:
+    """A constant temperature is one positive number, kept 0-dim so that it broadcasts everywhere."""
     if tensor.numel() != 1 or not bool(tensor.reshape(()) > 0):
         raise ParameterError(
             f"{dist._owner()}: a constant temperature must be one positive number, got {tensor.tolist()}; "
             "per-data-point temperatures can come from a conditioning variable or forward()"
         )
-    dist.register_buffer("temperature", tensor.reshape(()).clone())
-    dist._const_keys.append("temperature")
-    dist._validate_constant("temperature")
+    return tensor.reshape(())
 
 
 def _not_defined(dist: DistributionBase, what: str) -> NotDefinedError:
@@ -472,12 +464,10 @@ class RelaxedBernoulli(DistributionBase):
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape,
                          temperature=temperature, probs=probs, logits=logits)
 
-    def _register_constant(self, key, value):
-        numel = value.numel() if isinstance(value, torch.Tensor) else torch.tensor(value).numel()
-        if key == "temperature" and numel == 1:
-            _register_temperature(self, value)
-        else:
-            super()._register_constant(key, value)
+    def _shaped_constant(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
+        if key == "temperature" and tensor.numel() == 1:
+            return _temperature_constant(self, tensor)
+        return super()._shaped_constant(key, tensor)
 
     def _required_keys_ok(self, keys):
         return _relaxed_keys_ok(keys)
@@ -648,11 +638,10 @@ class RelaxedCategorical(DistributionBase):
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape,
                          temperature=temperature, probs=probs)
 
-    def _register_constant(self, key, value):
+    def _shaped_constant(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
         if key == "temperature":
-            _register_temperature(self, value)
-        else:
-            _register_event_constant(self, key, value)
+            return _temperature_constant(self, tensor)
+        return _event_constant(self, key, tensor)
 
     def _temperature(self, params):
         t = params["temperature"]
@@ -768,8 +757,8 @@ class Multinomial(DistributionBase):
         self.total_count = total_count
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape, probs=probs)
 
-    def _register_constant(self, key, value):
-        _register_event_constant(self, key, value)
+    def _shaped_constant(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
+        return _event_constant(self, key, tensor)
 
     def _torch_dist(self, params):
         return torch.distributions.Multinomial(self.total_count, probs=params["probs"], validate_args=False)
@@ -831,8 +820,8 @@ class Dirichlet(DistributionBase):
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape,
                          concentration=concentration)
 
-    def _register_constant(self, key, value):
-        _register_event_constant(self, key, value)
+    def _shaped_constant(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
+        return _event_constant(self, key, tensor)
 
     def _log_prob_value(self, params, value):
         a = params["concentration"]
