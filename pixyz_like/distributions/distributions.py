@@ -126,7 +126,7 @@ class Distribution(nn.Module):
         cond_var: the variables it is conditioned on.
         name: its name; printed through sympy's LaTeX (``"p_prior"`` prints as ``p_{prior}``).
         features_shape: the shape of one data point of ``var`` (known for constant parameters).
-        atomic: ``False`` for composites such as products of distributions.
+        atomic: accepted for Pixyz's signature and unused (a composite is known by its ``factors()``).
 
     >>> from pixyz_like.distributions import Normal
     >>> p = Normal(var="x", cond_var="y", loc="y", scale=1.0, name="p")
@@ -166,7 +166,6 @@ class Distribution(nn.Module):
         self._name_latex = convert_latex_name(name)
         self._var_latex = {v: convert_latex_name(v) for v in var + cond_var}
         self._features_shape = torch.Size(features_shape)
-        self._atomic = atomic
 
     # ------------------------------------------------------------------ properties
     @property
