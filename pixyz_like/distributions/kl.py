@@ -9,6 +9,7 @@ registry filled at import time, not a cache.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 import torch
@@ -16,7 +17,7 @@ import torch
 from ..errors import NotDefinedError
 from .distributions import DistributionBase
 
-__all__ = ["register_kl", "kl_elementwise", "has_closed_form_kl"]
+__all__ = ["register_kl", "kl_elementwise", "has_closed_form_kl", "closed_form_kl"]
 
 _Params = dict[str, torch.Tensor]
 _KLFormula = Callable[[_Params, _Params], torch.Tensor]
@@ -67,16 +68,48 @@ def has_closed_form_kl(p: object, q: object) -> bool:
     >>> has_closed_form_kl(n, n), has_closed_form_kl(n, Categorical(probs=[0.5, 0.5], var=["x"]))
     (True, False)
     """
+    return closed_form_kl(p, q) is not None
+
+
+def closed_form_kl(p: object, q: object) -> _KLFormula | None:
+    r"""The closed form ``f(params_p, params_q)`` of ``D_KL[p||q]`` for these two families, or ``None``.
+
+    Found once (the class hierarchies are walked here, not on each use): a formula registered with
+    :func:`register_kl` for the pair, else torch's :func:`~torch.distributions.kl_divergence` on
+    the equivalent torch objects when torch knows the pair. The formula returns the KL elementwise
+    (before the features are summed).
+
+    >>> from pixyz_like.distributions import Categorical, Normal
+    >>> p = Normal(loc=torch.zeros(2), scale=1., var=["z"])
+    >>> q = Normal(loc=torch.ones(2), scale=1., var=["z"])
+    >>> kl = closed_form_kl(p, q)
+    >>> kl(p.get_params(), q.get_params())
+    tensor([[0.5000, 0.5000]])
+    >>> closed_form_kl(p, Categorical(probs=[0.5, 0.5], var=["z"])) is None
+    True
+    """
     if not (isinstance(p, DistributionBase) and isinstance(q, DistributionBase)):
-        return False
-    if _lookup(p, q) is not None:
-        return True
+        return None
+    fn = _lookup(p, q)
+    if fn is not None:
+        return fn
     tp, tq = p.distribution_torch_class, q.distribution_torch_class
     if tp is None or tq is None:
-        return False
-    return any(
-        issubclass(tp, a) and issubclass(tq, b) for (a, b) in torch.distributions.kl._KL_REGISTRY
-    )
+        return None
+    if any(issubclass(tp, a) and issubclass(tq, b) for (a, b) in torch.distributions.kl._KL_REGISTRY):
+        return partial(_torch_kl, p, q)
+    return None
+
+
+def _torch_kl(p: DistributionBase, q: DistributionBase, params_p: _Params, params_q: _Params) -> torch.Tensor:
+    """Torch's KL of the torch objects equivalent to ``p`` and ``q`` given their parameters."""
+    try:
+        return torch.distributions.kl_divergence(p._torch_dist(params_p), q._torch_dist(params_q))
+    except NotImplementedError as e:
+        raise NotDefinedError(
+            f"KL divergence between {p._owner()} and {q._owner()} has no closed form; use "
+            "KullbackLeibler(..., analytical=False) for a Monte Carlo estimate"
+        ) from e
 
 
 def kl_elementwise(p: DistributionBase, params_p: _Params, q: DistributionBase, params_q: _Params) -> torch.Tensor:
@@ -94,10 +127,4 @@ def kl_elementwise(p: DistributionBase, params_p: _Params, q: DistributionBase, 
     fn = _lookup(p, q)
     if fn is not None:
         return fn(params_p, params_q)
-    try:
-        return torch.distributions.kl_divergence(p._torch_dist(params_p), q._torch_dist(params_q))
-    except NotImplementedError as e:
-        raise NotDefinedError(
-            f"KL divergence between {p._owner()} and {q._owner()} has no closed form; use "
-            "KullbackLeibler(..., analytical=False) for a Monte Carlo estimate"
-        ) from e
+    return _torch_kl(p, q, params_p, params_q)

@@ -3,7 +3,6 @@ r"""The Kullback-Leibler divergence :math:`D_{KL}[p\|q]`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -11,7 +10,7 @@ import torch
 from .._context import EvalContext
 from ..distributions.distributions import Distribution, DistributionBase
 from ..distributions.joint import underlying
-from ..distributions.kl import has_closed_form_kl, kl_elementwise
+from ..distributions.kl import closed_form_kl
 from ..distributions.protocol import SUMMED, broadcast_shapes, reduce_features
 from ..errors import NotDefinedError, ShapeError, VariableMismatchError
 from .losses import Divergence, Expectation
@@ -20,11 +19,6 @@ __all__ = ["KullbackLeibler", "KL", "AnalyticalKullbackLeibler", "Divergence"]
 
 
 _Params = dict[str, torch.Tensor]
-
-
-def _pair_kl(p: DistributionBase, q: DistributionBase, params_p: _Params, params_q: _Params) -> torch.Tensor:
-    """The closed form of the pair ``p``, ``q`` (bound to them once, when a ``KullbackLeibler`` is built)."""
-    return kl_elementwise(p, params_p, q, params_q)
 
 
 class _ClosedForm(NamedTuple):
@@ -78,8 +72,9 @@ class KullbackLeibler(Divergence):
         self._under_p, self._under_q = underlying(p), underlying(q)
         fp, fq = self._under_p.base, self._under_q.base
         self._closed: _ClosedForm | None = None
-        if isinstance(fp, DistributionBase) and isinstance(fq, DistributionBase) and has_closed_form_kl(fp, fq):
-            self._closed = _ClosedForm(fp, fq, partial(_pair_kl, fp, fq))
+        kl = closed_form_kl(fp, fq)
+        if kl is not None and isinstance(fp, DistributionBase) and isinstance(fq, DistributionBase):
+            self._closed = _ClosedForm(fp, fq, kl)
         closed = self._closed is not None
         # "auto" resolves once, here: the choice depends only on the two families, never on the data.
         self.analytical = closed if analytical == "auto" else bool(analytical)
