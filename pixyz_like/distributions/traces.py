@@ -31,7 +31,7 @@ import torch
 from .._batch import infer_batch_n, repeat_batch
 from ..errors import GraphError, NotDefinedError
 from .distributions import Distribution
-from .joint import ReplaceVarDistribution
+from .joint import underlying
 from .special import Deterministic
 
 __all__ = ["Trace", "ImportanceSamples", "simulate", "generate", "importance_sample"]
@@ -99,10 +99,8 @@ class ImportanceSamples(NamedTuple):
 
 
 def _is_deterministic(f: Distribution) -> bool:
-    base = f
-    while isinstance(base, ReplaceVarDistribution):
-        base = base.p
-    return isinstance(base, Deterministic)
+    """Whether ``f``, under any renaming views, is a :class:`Deterministic` (no random choice)."""
+    return isinstance(underlying(f).base, Deterministic)
 
 
 def _key(f: Distribution) -> str:
