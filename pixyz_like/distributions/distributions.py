@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -37,6 +37,10 @@ from ..errors import (
 from ..utils import tolist
 from . import _validation
 from .protocol import SampleSpec, ScoreSpec, broadcast_shapes, reduce_features
+
+if TYPE_CHECKING:  # types only: losses.pdf imports this module, and the graph is built on first use
+    from ..losses.pdf import LogProb, Prob
+    from .graph import DistributionGraph
 
 __all__ = ["Distribution", "DistributionBase"]
 
@@ -256,7 +260,7 @@ class Distribution(nn.Module):
         return [self]
 
     @property
-    def graph(self):
+    def graph(self) -> DistributionGraph:
         """The directed graph of the factors; ``p.graph.to_dot()`` gives Graphviz DOT text."""
         from .graph import DistributionGraph
 
@@ -406,13 +410,13 @@ class Distribution(nn.Module):
 
         return generate(self, inputs, observations, batch_n=batch_n)
 
-    def log_prob(self, sum_features: bool = True, feature_dims: Sequence[int] | None = None):
+    def log_prob(self, sum_features: bool = True, feature_dims: Sequence[int] | None = None) -> LogProb:
         """The loss ``log p(x|z)`` (a :class:`~pixyz_like.losses.LogProb`)."""
         from ..losses.pdf import LogProb
 
         return LogProb(self, sum_features=sum_features, feature_dims=feature_dims)
 
-    def prob(self, sum_features: bool = True, feature_dims: Sequence[int] | None = None):
+    def prob(self, sum_features: bool = True, feature_dims: Sequence[int] | None = None) -> Prob:
         """The loss ``p(x|z)`` (a :class:`~pixyz_like.losses.Prob`)."""
         from ..losses.pdf import Prob
 
@@ -469,12 +473,13 @@ def _promote(params: dict[str, torch.Tensor], value: torch.Tensor) -> tuple[dict
     everything float64; bfloat16 parameters (a decoder under autocast) with a float32 value are
     computed in float32. Nothing is copied when the dtypes already agree (the usual case).
     """
-    dtype = None
-    mixed = False
-    for t in params.values():
-        if dtype is None:
-            dtype = t.dtype
-        elif t.dtype is not dtype:
+    tensors = iter(params.values())
+    first = next(tensors, None)
+    if first is None:  # no parameters: nothing to promote the value to
+        return params, value
+    dtype, mixed = first.dtype, False
+    for t in tensors:
+        if t.dtype is not dtype:
             dtype, mixed = torch.promote_types(dtype, t.dtype), True
     if value.dtype is not dtype and value.is_floating_point():
         dtype, mixed = torch.promote_types(dtype, value.dtype), True
@@ -911,7 +916,8 @@ class DistributionBase(Distribution):
         lp = self._log_prob_value(params, value)
         return reduce_features(lp, self._n_feat_of(shape), spec)
 
-    def get_entropy(self, x_dict=None, sum_features=True, feature_dims=None):
+    def get_entropy(self, x_dict: Mapping[str, Any] | None = None, sum_features: bool = True,
+                    feature_dims: Sequence[int] | None = None) -> torch.Tensor:
         x_dict = self._as_dict(x_dict, "get_entropy")
         self._require(x_dict, self.input_var, "get_entropy")
         params, shape = self._params_and_shape(x_dict, None)
@@ -920,13 +926,13 @@ class DistributionBase(Distribution):
         h = h.expand(shape[: len(shape) - self.event_ndim]) if h.ndim < len(shape) - self.event_ndim else h
         return reduce_features(h, self._n_feat_of(shape), ScoreSpec.of(sum_features, feature_dims))
 
-    def sample_mean(self, x_dict=None):
+    def sample_mean(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         x_dict = self._as_dict(x_dict, "sample_mean")
         self._require(x_dict, self.input_var, "sample_mean")
         params, shape = self._params_and_shape(x_dict, None)
         return self._mean(params).expand(shape)
 
-    def sample_variance(self, x_dict=None):
+    def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         x_dict = self._as_dict(x_dict, "sample_variance")
         self._require(x_dict, self.input_var, "sample_variance")
         params, shape = self._params_and_shape(x_dict, None)

@@ -32,6 +32,7 @@ from ._validation import (
     SIMPLEX,
     UNIT_INTERVAL,
     WEIGHTS,
+    Constraint,
     counts,
 )
 from .distributions import DistributionBase
@@ -42,6 +43,7 @@ __all__ = ["Normal", "Bernoulli", "Categorical"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
+_Params = dict[str, torch.Tensor]
 
 
 class Normal(DistributionBase):
@@ -67,7 +69,7 @@ class Normal(DistributionBase):
     distribution_torch_class = torch.distributions.Normal
     param_support = {"loc": FINITE, "scale": POSITIVE}
 
-    def _value_support(self):
+    def _value_support(self) -> Constraint | None:
         return FINITE
 
     def __init__(
@@ -81,12 +83,12 @@ class Normal(DistributionBase):
     ) -> None:
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape, loc=loc, scale=scale)
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         loc, scale = params["loc"], params["scale"]
         z = (value - loc) / scale
         return -0.5 * (z * z) - scale.log() - _HALF_LOG_2PI
 
-    def _draw(self, params, shape, reparam):
+    def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         loc, scale = params["loc"], params["scale"]
         eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
         if reparam:
@@ -94,18 +96,18 @@ class Normal(DistributionBase):
         with torch.no_grad():
             return loc + scale * eps
 
-    def _entropy(self, params):
+    def _entropy(self, params: _Params) -> torch.Tensor:
         return 0.5 + _HALF_LOG_2PI + params["scale"].log()
 
-    def _mean(self, params):
+    def _mean(self, params: _Params) -> torch.Tensor:
         return params["loc"]
 
-    def _variance(self, params):
+    def _variance(self, params: _Params) -> torch.Tensor:
         return params["scale"] ** 2
 
 
 @register_kl(Normal, Normal)
-def _kl_normal_normal(p, q):
+def _kl_normal_normal(p: _Params, q: _Params) -> torch.Tensor:
     # 1/sigma_q is taken once on q's (often (1, d) constant, e.g. a prior's) scale and multiplied in:
     # dividing the batch by sigma_q twice cost 2% of the quick-start train step, forward and backward.
     inv_q = q["scale"].reciprocal()
@@ -138,7 +140,7 @@ class Bernoulli(DistributionBase):
     distribution_torch_class = torch.distributions.Bernoulli
     param_support = {"probs": UNIT_INTERVAL, "logits": FINITE}
 
-    def _value_support(self):
+    def _value_support(self) -> Constraint | None:
         return UNIT_INTERVAL
 
     def __init__(
@@ -161,7 +163,7 @@ class Bernoulli(DistributionBase):
     def _expected_keys_text(self) -> str:
         return "['probs'] or ['logits']"
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         if "probs" in params:
             probs = params["probs"]
             if torch.is_grad_enabled() and (probs.requires_grad or value.requires_grad):
@@ -172,29 +174,29 @@ class Bernoulli(DistributionBase):
             logits, value = torch.broadcast_tensors(logits, value)
         return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
 
-    def _probs(self, params):
+    def _probs(self, params: _Params) -> torch.Tensor:
         return params["probs"] if "probs" in params else torch.sigmoid(params["logits"])
 
-    def _draw(self, params, shape, reparam):
+    def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         with torch.no_grad():
             return torch.bernoulli(self._probs(params).expand(shape))
 
-    def _entropy(self, params):
+    def _entropy(self, params: _Params) -> torch.Tensor:
         if "probs" in params:
             p = params["probs"]
             return F.binary_cross_entropy(p, p, reduction="none")
         logits = params["logits"]
         return F.binary_cross_entropy_with_logits(logits, torch.sigmoid(logits), reduction="none")
 
-    def _mean(self, params):
+    def _mean(self, params: _Params) -> torch.Tensor:
         return self._probs(params)
 
-    def _variance(self, params):
+    def _variance(self, params: _Params) -> torch.Tensor:
         p = self._probs(params)
         return p * (1 - p)
 
 
-def _bernoulli_log_probs(params):
+def _bernoulli_log_probs(params: _Params) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(log p, log(1 - p), p)`` with finite gradients, also at ``p`` exactly 0 or 1."""
     if "logits" in params:
         logits = params["logits"]
@@ -205,7 +207,7 @@ def _bernoulli_log_probs(params):
 
 
 @register_kl(Bernoulli, Bernoulli)
-def _kl_bernoulli_bernoulli(p, q):
+def _kl_bernoulli_bernoulli(p: _Params, q: _Params) -> torch.Tensor:
     lp1, lp0, pp = _bernoulli_log_probs(p)
     lq1, lq0, _ = _bernoulli_log_probs(q)
     return pp * (lp1 - lq1) + (1 - pp) * (lp0 - lq0)
@@ -226,12 +228,12 @@ class _BernoulliLogLikelihood(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, probs, value):
+    def forward(ctx: Any, probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(probs, value)
         return _bernoulli_lerp(probs, value)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         probs, value = ctx.saved_tensors
         grad_probs = grad_value = None
         if ctx.needs_input_grad[0]:
@@ -266,7 +268,7 @@ class Categorical(DistributionBase):
     distribution_torch_class = torch.distributions.OneHotCategorical
     param_support = {"probs": WEIGHTS}
 
-    def _value_support(self):
+    def _value_support(self) -> Constraint | None:
         return ONE_HOT
 
     def __init__(
@@ -284,15 +286,15 @@ class Categorical(DistributionBase):
         return _event_constant(self, key, tensor)
 
     @staticmethod
-    def _log_probs(params):
+    def _log_probs(params: _Params) -> torch.Tensor:
         probs = params["probs"]
         probs = probs / probs.sum(-1, keepdim=True)
         return torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         return (value * self._log_probs(params)).sum(-1)
 
-    def _draw(self, params, shape, reparam):
+    def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         with torch.no_grad():
             probs = params["probs"]
             k = probs.shape[-1]
@@ -300,21 +302,21 @@ class Categorical(DistributionBase):
             idx = torch.multinomial(flat, 1).squeeze(-1)
             return F.one_hot(idx, k).to(probs.dtype).reshape(shape)
 
-    def _entropy(self, params):
+    def _entropy(self, params: _Params) -> torch.Tensor:
         logp = self._log_probs(params)
         return -(logp.exp() * logp).sum(-1)
 
-    def _mean(self, params):
+    def _mean(self, params: _Params) -> torch.Tensor:
         probs = params["probs"]
         return probs / probs.sum(-1, keepdim=True)
 
-    def _variance(self, params):
+    def _variance(self, params: _Params) -> torch.Tensor:
         p = self._mean(params)
         return p * (1 - p)
 
 
 @register_kl(Categorical, Categorical)
-def _kl_categorical_categorical(p, q):
+def _kl_categorical_categorical(p: _Params, q: _Params) -> torch.Tensor:
     lp = Categorical._log_probs(p)
     lq = Categorical._log_probs(q)
     return (lp.exp() * (lp - lq)).sum(-1)
@@ -446,7 +448,7 @@ class RelaxedBernoulli(DistributionBase):
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         return _relaxed_sample(self, x_dict, ctx, spec)
 
-    def _value_support(self):
+    def _value_support(self) -> Constraint | None:
         return UNIT_INTERVAL
 
     def __init__(
@@ -469,14 +471,14 @@ class RelaxedBernoulli(DistributionBase):
             return _temperature_constant(self, tensor)
         return super()._shaped_constant(key, tensor)
 
-    def _required_keys_ok(self, keys):
+    def _required_keys_ok(self, keys: Iterable[str]) -> bool:
         return _relaxed_keys_ok(keys)
 
-    def _expected_keys_text(self):
+    def _expected_keys_text(self) -> str:
         return "['temperature', 'probs'] or ['temperature', 'logits']"
 
     @staticmethod
-    def _logits(params):
+    def _logits(params: _Params) -> torch.Tensor:
         if "logits" in params:
             return params["logits"]
         p = params["probs"]
@@ -484,13 +486,13 @@ class RelaxedBernoulli(DistributionBase):
         p = p.clamp(eps, 1 - eps)
         return p.log() - (-p).log1p()
 
-    def _torch_dist(self, params):
+    def _torch_dist(self, params: _Params) -> torch.distributions.Distribution:
         if self.hard:
             return torch.distributions.Bernoulli(logits=self._logits(params), validate_args=False)
         return torch.distributions.RelaxedBernoulli(params["temperature"], logits=self._logits(params),
                                                     validate_args=False)
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         logits = self._logits(params)
         if self.hard:
             logits, value = torch.broadcast_tensors(logits, value)
@@ -503,7 +505,7 @@ class RelaxedBernoulli(DistributionBase):
         diff = logits - t * y
         return t.log() + diff - 2 * F.softplus(diff) + F.softplus(-y) + F.softplus(y)
 
-    def _draw(self, params, shape, reparam):
+    def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         with torch.set_grad_enabled(reparam and torch.is_grad_enabled()):
             logits = self._logits(params)
             finfo = torch.finfo(logits.dtype)
@@ -516,22 +518,22 @@ class RelaxedBernoulli(DistributionBase):
             # Straight-through: the value is the 0/1 sample, the gradient is the relaxed sample's.
             return hard - soft.detach() + soft if reparam else hard
 
-    def _entropy(self, params):
+    def _entropy(self, params: _Params) -> torch.Tensor:
         if not self.hard:
             raise _not_defined(self, "entropy")
         logits = self._logits(params)
         return F.binary_cross_entropy_with_logits(logits, torch.sigmoid(logits), reduction="none")
 
-    def _mean(self, params):
+    def _mean(self, params: _Params) -> torch.Tensor:
         # Of the underlying Bernoulli (the relaxed one has no closed form), as in Pixyz.
         return params["probs"] if "probs" in params else torch.sigmoid(params["logits"])
 
-    def _sample_mean_value(self, params):
+    def _sample_mean_value(self, params: _Params) -> torch.Tensor:
         if not self.hard:  # as in Pixyz: the relaxed distribution's own mean has no closed form
             raise _no_relaxed_mean(self)
         return self._mean(params)
 
-    def _variance(self, params):
+    def _variance(self, params: _Params) -> torch.Tensor:
         p = self._mean(params)
         return p * (1 - p)
 
@@ -539,7 +541,7 @@ class RelaxedBernoulli(DistributionBase):
         return super().extra_repr() + f"\nhard={self.hard}"
 
 
-def _discrete_bernoulli_kl(p, q):
+def _discrete_bernoulli_kl(p: _Params, q: _Params) -> torch.Tensor:
     return _kl_bernoulli_bernoulli(p, q)
 
 
@@ -565,7 +567,7 @@ class FactorizedBernoulli(Bernoulli):
 
     distribution_name = "FactorizedBernoulli"
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         lp = super()._log_prob_value(params, value)
         return torch.where(value == 0, torch.zeros((), dtype=lp.dtype, device=lp.device), lp)
 
@@ -621,7 +623,7 @@ class RelaxedCategorical(DistributionBase):
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         return _relaxed_sample(self, x_dict, ctx, spec)
 
-    def _value_support(self):
+    def _value_support(self) -> Constraint | None:
         return ONE_HOT if self.hard else SIMPLEX
 
     def __init__(
@@ -643,7 +645,7 @@ class RelaxedCategorical(DistributionBase):
             return _temperature_constant(self, tensor)
         return _event_constant(self, key, tensor)
 
-    def _temperature(self, params):
+    def _temperature(self, params: _Params) -> torch.Tensor:
         t = params["temperature"]
         if t.ndim and t.shape[-1] != 1:
             raise ShapeError(
@@ -652,14 +654,14 @@ class RelaxedCategorical(DistributionBase):
             )
         return t
 
-    def _torch_dist(self, params):
+    def _torch_dist(self, params: _Params) -> torch.distributions.Distribution:
         if self.hard:
             return torch.distributions.OneHotCategorical(probs=params["probs"], validate_args=False)
         t = self._temperature(params)
         return torch.distributions.RelaxedOneHotCategorical(t.squeeze(-1) if t.ndim else t,
                                                             probs=params["probs"], validate_args=False)
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         logp = Categorical._log_probs(params)
         if self.hard:
             return (value * logp).sum(-1)
@@ -673,7 +675,7 @@ class RelaxedCategorical(DistributionBase):
             + (score - log_x).sum(-1) - k * torch.logsumexp(score, dim=-1)
         )
 
-    def _draw(self, params, shape, reparam):
+    def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         with torch.set_grad_enabled(reparam and torch.is_grad_enabled()):
             logp = Categorical._log_probs(params)
             finfo = torch.finfo(logp.dtype)
@@ -686,23 +688,23 @@ class RelaxedCategorical(DistributionBase):
             # Straight-through: the value is the one-hot sample, the gradient is the relaxed sample's.
             return hard - soft.detach() + soft if reparam else hard
 
-    def _entropy(self, params):
+    def _entropy(self, params: _Params) -> torch.Tensor:
         if not self.hard:
             raise _not_defined(self, "entropy")
         logp = Categorical._log_probs(params)
         return -(logp.exp() * logp).sum(-1)
 
-    def _mean(self, params):
+    def _mean(self, params: _Params) -> torch.Tensor:
         # Of the underlying categorical (the relaxed one has no closed form), as in Pixyz.
         probs = params["probs"]
         return probs / probs.sum(-1, keepdim=True)
 
-    def _sample_mean_value(self, params):
+    def _sample_mean_value(self, params: _Params) -> torch.Tensor:
         if not self.hard:  # as in Pixyz: the relaxed distribution's own mean has no closed form
             raise _no_relaxed_mean(self)
         return self._mean(params)
 
-    def _variance(self, params):
+    def _variance(self, params: _Params) -> torch.Tensor:
         p = self._mean(params)
         return p * (1 - p)
 
@@ -736,7 +738,7 @@ class Multinomial(DistributionBase):
     distribution_torch_class = torch.distributions.Multinomial
     param_support = {"probs": WEIGHTS}
 
-    def _value_support(self):
+    def _value_support(self) -> Constraint | None:
         return counts(self.total_count)
 
     def __init__(
@@ -760,26 +762,26 @@ class Multinomial(DistributionBase):
     def _shaped_constant(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
         return _event_constant(self, key, tensor)
 
-    def _torch_dist(self, params):
+    def _torch_dist(self, params: _Params) -> torch.distributions.Distribution:
         return torch.distributions.Multinomial(self.total_count, probs=params["probs"], validate_args=False)
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         logp = Categorical._log_probs(params)
         n = float(self.total_count)
         return math.lgamma(n + 1) - torch.lgamma(value + 1).sum(-1) + torch.xlogy(value, logp.exp()).sum(-1)
 
-    def _draw(self, params, shape, reparam):
+    def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         with torch.no_grad():
             probs = params["probs"]
             return torch.distributions.Multinomial(
                 self.total_count, probs=probs.expand(shape), validate_args=False
             ).sample()
 
-    def _mean(self, params):
+    def _mean(self, params: _Params) -> torch.Tensor:
         probs = params["probs"]
         return self.total_count * probs / probs.sum(-1, keepdim=True)
 
-    def _variance(self, params):
+    def _variance(self, params: _Params) -> torch.Tensor:
         probs = params["probs"]
         p = probs / probs.sum(-1, keepdim=True)
         return self.total_count * p * (1 - p)
@@ -806,7 +808,7 @@ class Dirichlet(DistributionBase):
     distribution_torch_class = torch.distributions.Dirichlet
     param_support = {"concentration": POSITIVE}
 
-    def _value_support(self):
+    def _value_support(self) -> Constraint | None:
         return SIMPLEX
 
     def __init__(
@@ -823,7 +825,7 @@ class Dirichlet(DistributionBase):
     def _shaped_constant(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
         return _event_constant(self, key, tensor)
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         a = params["concentration"]
         return (
             torch.xlogy(a - 1, value).sum(-1) + torch.lgamma(a.sum(-1)) - torch.lgamma(a).sum(-1)
@@ -848,7 +850,7 @@ class Beta(DistributionBase):
     distribution_torch_class = torch.distributions.Beta
     param_support = {"concentration1": POSITIVE, "concentration0": POSITIVE}
 
-    def _value_support(self):
+    def _value_support(self) -> Constraint | None:
         return UNIT_INTERVAL
 
     def __init__(
@@ -863,7 +865,7 @@ class Beta(DistributionBase):
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape,
                          concentration1=concentration1, concentration0=concentration0)
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         a, b = params["concentration1"], params["concentration0"]
         return (
             torch.xlogy(a - 1, value) + torch.xlogy(b - 1, 1 - value)
@@ -887,7 +889,7 @@ class Laplace(DistributionBase):
     distribution_torch_class = torch.distributions.Laplace
     param_support = {"loc": FINITE, "scale": POSITIVE}
 
-    def _value_support(self):
+    def _value_support(self) -> Constraint | None:
         return FINITE
 
     def __init__(
@@ -902,11 +904,11 @@ class Laplace(DistributionBase):
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape,
                          loc=loc, scale=scale)
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         loc, scale = params["loc"], params["scale"]
         return -(value - loc).abs() / scale - scale.log() - _LOG_2
 
-    def _draw(self, params, shape, reparam):
+    def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         with torch.set_grad_enabled(reparam and torch.is_grad_enabled()):
             loc, scale = params["loc"], params["scale"]
             # Inverse CDF of u ~ U(-1, 1); the lower end is kept off -1, where log1p(-|u|) is -inf.
@@ -914,13 +916,13 @@ class Laplace(DistributionBase):
             u = u.uniform_(torch.finfo(loc.dtype).eps - 1, 1)
             return loc - scale * u.sign() * torch.log1p(-u.abs())
 
-    def _entropy(self, params):
+    def _entropy(self, params: _Params) -> torch.Tensor:
         return (1 + _LOG_2) + params["scale"].log()
 
-    def _mean(self, params):
+    def _mean(self, params: _Params) -> torch.Tensor:
         return params["loc"]
 
-    def _variance(self, params):
+    def _variance(self, params: _Params) -> torch.Tensor:
         return 2 * params["scale"] ** 2
 
 
@@ -940,7 +942,7 @@ class Gamma(DistributionBase):
     distribution_torch_class = torch.distributions.Gamma
     param_support = {"concentration": POSITIVE, "rate": POSITIVE}
 
-    def _value_support(self):
+    def _value_support(self) -> Constraint | None:
         return NONNEGATIVE
 
     def __init__(
@@ -955,6 +957,6 @@ class Gamma(DistributionBase):
         super().__init__(var=var, cond_var=cond_var, name=name, features_shape=features_shape,
                          concentration=concentration, rate=rate)
 
-    def _log_prob_value(self, params, value):
+    def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         a, b = params["concentration"], params["rate"]
         return torch.xlogy(a, b) + torch.xlogy(a - 1, value) - b * value - torch.lgamma(a)
