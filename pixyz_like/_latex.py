@@ -209,14 +209,17 @@ def format_number(value: Any) -> str:
 
 
 _TAG_REPLACEMENTS = [
-    (r"\\left|\\right", ""),
-    (r"\\mathbb\{E\}", "E"),
-    (r"\\log ", "log "),
-    (r"D_\{KL\}", "KL"),
-    (r"\\", ""),
-    (r"[{}]", ""),
-    (r"\s+", " "),
-    (r"\s*([\[\]|,])\s*", r"\1"),
+    (re.compile(pattern), repl)
+    for pattern, repl in (
+        (r"\\left|\\right", ""),
+        (r"\\mathbb\{E\}", "E"),
+        (r"\\log ", "log "),
+        (r"D_\{KL\}", "KL"),
+        (r"\\", ""),
+        (r"[{}]", ""),
+        (r"\s+", " "),
+        (r"\s*([\[\]|,])\s*", r"\1"),
+    )
 ]
 
 
@@ -227,5 +230,5 @@ def latex_to_tag(text: str) -> str:
     'KL[q(z|x)||p_prior(z)]'
     """
     for pattern, repl in _TAG_REPLACEMENTS:
-        text = re.sub(pattern, repl, text)
+        text = pattern.sub(repl, text)
     return text.strip()

@@ -19,6 +19,8 @@ def check_options(where: str, options: Mapping[str, Any], valid: Iterable[str]) 
     ...
     TypeError: Model.train() got unknown option(s) ['batch_size']; valid options: return_terms
     """
+    if not options:
+        return
     valid = sorted(set(valid))
     unknown = sorted(k for k in options if k not in valid)
     if unknown:

@@ -45,7 +45,7 @@ class Entropy(Loss):
         return f"H \\left[ {{{self.p.prob_text}}} \\right]"
 
     @property
-    def _precedence(self) -> int:  # type: ignore[override]
+    def _precedence(self) -> int:
         return self._mc._precedence if self._mc is not None else super()._precedence
 
     def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -170,7 +170,7 @@ class GECO(Loss):
         return self._formula._render()
 
     @property
-    def _precedence(self) -> int:  # type: ignore[override]
+    def _precedence(self) -> int:
         return self._formula._precedence
 
     def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:

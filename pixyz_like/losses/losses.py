@@ -116,7 +116,11 @@ class Loss(nn.Module):
     tensor(0.9189)
     """
 
-    _precedence = _ATOM
+    @property
+    def _precedence(self) -> int:
+        """How the printed formula binds (an atom unless it is arithmetic), for the parent's brackets."""
+        return _ATOM
+
     #: Whether the loss is a named term of a larger formula (KL, expectation...), reported by
     #: ``eval(..., return_terms=True)``. Operators and constants are not terms.
     _is_term = True
@@ -243,14 +247,14 @@ class Loss(nn.Module):
                 )
         return x_dict
 
-    def eval(  # type: ignore[override]  # Pixyz's API: evaluate the formula, not nn.Module.eval()
+    def eval(  # Pixyz's API: evaluate the formula (not nn.Module.eval(), see Model.test for eval mode)
         self,
         x_dict: Mapping[str, Any] | None = None,
         return_dict: bool = False,
         return_all: bool = True,
         return_terms: bool = False,
         **options: Any,
-    ):
+    ) -> Any:
         """Evaluate the loss.
 
         Args:
@@ -326,7 +330,9 @@ class Loss(nn.Module):
                 )
         return options
 
-    def _evaluate_in_test_mode(self, x_dict: dict[str, Any], ctx: EvalContext):
+    def _evaluate_in_test_mode(
+        self, x_dict: dict[str, Any], ctx: EvalContext
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Evaluate with every module of the formula in ``eval()`` mode, then restore each one's mode."""
         modes = [(m, m.training) for m in self.modules()]
         for m, _ in modes:
@@ -344,43 +350,57 @@ class Loss(nn.Module):
             v = recorder.value(t)
             if v is None:
                 continue
-            tag = t._term_name if t._term_name is not None else latex_to_tag(t._latex())
+            tag = t._term_name if t._term_name is not None else t._tag()
             base, i = tag, 2
             while tag in values:
                 tag, i = f"{base} #{i}", i + 1
-            values[tag] = (v.detach().float().mean() if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
+            if isinstance(v, torch.Tensor):
+                v = v.detach()
+                values[tag] = (v if v.dtype is torch.float32 else v.float()).mean()
+            else:
+                values[tag] = torch.tensor(float(v))
         return values
 
-    def forward(self, x_dict: Mapping[str, Any] | None = None, **options: Any):
+    def _tag(self) -> str:
+        """The plain-text tag of this formula for logs, made from its LaTeX; the conversion is redone
+        only when the LaTeX changes (a renamed distribution), so a logged step does not rerun it."""
+        text = self._latex()
+        known = self.__dict__.get("_tag_of")
+        if known is None or known[0] != text:
+            known = (text, latex_to_tag(text))
+            self.__dict__["_tag_of"] = known
+        return known[1]
+
+    def forward(self, x_dict: Mapping[str, Any] | None = None, **options: Any) -> Any:
         """``loss(x_dict)`` is ``loss.eval(x_dict, return_dict=True)`` (used by ``DataParallel``)."""
         return self.eval(x_dict, return_dict=True, **options)
 
     # ------------------------------------------------------------------ algebra
-    def __add__(self, other):
+    def __add__(self, other: Any) -> Loss:
         return AddLoss(self, _as_loss(other))
 
-    def __radd__(self, other):
+    def __radd__(self, other: Any) -> Loss:
         return AddLoss(_as_loss(other), self)
 
-    def __sub__(self, other):
+    def __sub__(self, other: Any) -> Loss:
         return SubLoss(self, _as_loss(other))
 
-    def __rsub__(self, other):
+    def __rsub__(self, other: Any) -> Loss:
         return SubLoss(_as_loss(other), self)
 
-    def __mul__(self, other):
+    def __mul__(self, other: Any) -> Loss:
         return MulLoss(self, _as_loss(other))
 
-    def __rmul__(self, other):
+    def __rmul__(self, other: Any) -> Loss:
         return MulLoss(_as_loss(other), self)
 
-    def __truediv__(self, other):
+    def __truediv__(self, other: Any) -> Loss:
         return DivLoss(self, _as_loss(other))
 
-    def __rtruediv__(self, other):
+    def __rtruediv__(self, other: Any) -> Loss:
         return DivLoss(_as_loss(other), self)
 
-    def __neg__(self):
+    def __neg__(self) -> Loss:
         return NegLoss(self)
 
     def abs(self) -> Loss:
@@ -399,7 +419,9 @@ class Loss(nn.Module):
         """The same value with no gradient."""
         return DetachLoss(self)
 
-    def expectation(self, p, sample_shape: Sequence[int] | torch.Size = torch.Size([1]), reparam: bool = True) -> Loss:
+    def expectation(
+        self, p: Distribution, sample_shape: Sequence[int] | torch.Size = torch.Size([1]), reparam: bool = True
+    ) -> Loss:
         """:math:`\\mathbb{E}_{p}[\\text{loss}]` estimated with ``sample_shape`` draws."""
         return Expectation(p, self, sample_shape=sample_shape, reparam=reparam)
 
@@ -425,6 +447,8 @@ class ValueLoss(Loss):
 
     _is_term = False
 
+    value: torch.Tensor  # a buffer: it moves with .to(device)
+
     def __init__(self, value: Any) -> None:
         super().__init__()
         self.original_value = value
@@ -445,10 +469,10 @@ class ValueLoss(Loss):
         return _Text(False, self._text, _ATOM)
 
     @property
-    def _precedence(self) -> int:  # type: ignore[override]
+    def _precedence(self) -> int:
         return _NEG if self._text.startswith("-") else _ATOM
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         return self.value, {}
 
 
@@ -471,7 +495,7 @@ class Parameter(Loss):
     def _latex(self) -> str:
         return convert_latex_name(self._input_var[0])
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         value = x_dict[self._input_var[0]]
         if not isinstance(value, torch.Tensor):
             if not isinstance(value, numbers.Real):
@@ -515,22 +539,27 @@ class ConstantVar(Loss):
         return self.base_loss._render()
 
     @property
-    def _precedence(self) -> int:  # type: ignore[override]
+    def _precedence(self) -> int:
         return self.base_loss._precedence
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         return self.base_loss._evaluate({**x_dict, **self.constant_dict}, ctx)
 
 
 class _Binary(Loss):
     _is_term = False
 
+    @staticmethod
+    def _op(a: Any, b: Any) -> Any:
+        """The operation on the two values."""
+        raise NotImplementedError
+
     def __init__(self, loss1: Loss, loss2: Loss) -> None:
         super().__init__(loss1.input_var + loss2.input_var)
         self.loss1 = loss1
         self.loss2 = loss2
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         a, sa = self.loss1._evaluate(x_dict, ctx)
         b, sb = self.loss2._evaluate(x_dict, ctx)
         if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
@@ -600,7 +629,7 @@ class AddLoss(_Arithmetic, _Binary):
         return _join_terms(_sum_terms(self))
 
     @staticmethod
-    def _op(a, b):
+    def _op(a: Any, b: Any) -> Any:
         return a + b
 
 
@@ -622,7 +651,7 @@ class SubLoss(_Arithmetic, _Binary):
         return _join_terms(_sum_terms(self))
 
     @staticmethod
-    def _op(a, b):
+    def _op(a: Any, b: Any) -> Any:
         return a - b
 
 
@@ -652,7 +681,7 @@ class MulLoss(_Arithmetic, _Binary):
 
     def _render(self) -> _Text:
         factors = _product_factors(self)
-        numbers_first = [f for f in factors if isinstance(f, ValueLoss)]
+        numbers_first: list[Loss] = [f for f in factors if isinstance(f, ValueLoss)]
         numbers_first += [f for f in factors if not isinstance(f, ValueLoss)]
         neg, text, greedy = False, "", False
         for i, factor in enumerate(numbers_first):
@@ -668,7 +697,7 @@ class MulLoss(_Arithmetic, _Binary):
         return _Text(neg, text, _MUL, greedy)
 
     @staticmethod
-    def _op(a, b):
+    def _op(a: Any, b: Any) -> Any:
         return a * b
 
 
@@ -688,7 +717,7 @@ class DivLoss(_Arithmetic, _Binary):
         return _Text(num.neg != den.neg, f"\\frac{{{num.body}}}{{{den.body}}}", _ATOM)
 
     @staticmethod
-    def _op(a, b):
+    def _op(a: Any, b: Any) -> Any:
         return a / b
 
 
@@ -707,7 +736,7 @@ class MinLoss(_Binary):
         return f"min \\left({self.loss1._latex()}, {self.loss2._latex()}\\right)"
 
     @staticmethod
-    def _op(a, b):
+    def _op(a: Any, b: Any) -> Any:
         return torch.minimum(torch.as_tensor(a), torch.as_tensor(b))
 
 
@@ -726,18 +755,23 @@ class MaxLoss(_Binary):
         return f"max \\left({self.loss1._latex()}, {self.loss2._latex()}\\right)"
 
     @staticmethod
-    def _op(a, b):
+    def _op(a: Any, b: Any) -> Any:
         return torch.maximum(torch.as_tensor(a), torch.as_tensor(b))
 
 
 class _Unary(Loss):
     _is_term = False
 
+    @staticmethod
+    def _op(a: Any) -> Any:
+        """The operation on the value."""
+        raise NotImplementedError
+
     def __init__(self, loss1: Loss) -> None:
         super().__init__(loss1.input_var)
         self.loss1 = loss1
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         a, samples = self.loss1._evaluate(x_dict, ctx)
         return self._op(a), samples
 
@@ -758,7 +792,7 @@ class NegLoss(_Arithmetic, _Unary):
         return self.loss1._render().negated()
 
     @staticmethod
-    def _op(a):
+    def _op(a: Any) -> Any:
         return -a
 
 
@@ -775,7 +809,7 @@ class AbsLoss(_Unary):
         return f"|{self.loss1._latex()}|"
 
     @staticmethod
-    def _op(a):
+    def _op(a: Any) -> Any:
         return a.abs()
 
 
@@ -792,7 +826,7 @@ class BatchMean(_Unary):
         return f"mean \\left({self.loss1._latex()} \\right)"
 
     @staticmethod
-    def _op(a):
+    def _op(a: Any) -> Any:
         return a.mean()
 
 
@@ -809,7 +843,7 @@ class BatchSum(_Unary):
         return f"sum \\left({self.loss1._latex()} \\right)"
 
     @staticmethod
-    def _op(a):
+    def _op(a: Any) -> Any:
         return a.sum()
 
 
@@ -825,7 +859,7 @@ class DetachLoss(_Unary):
         return f"detach \\left({self.loss1._latex()} \\right)"
 
     @staticmethod
-    def _op(a):
+    def _op(a: Any) -> Any:
         return a.detach()
 
 
@@ -885,7 +919,7 @@ class Expectation(Loss):
     torch.Size([3])
     """
 
-    def __init__(self, p, f: Loss, sample_shape: Sequence[int] | torch.Size = torch.Size([1]),
+    def __init__(self, p: Distribution, f: Loss, sample_shape: Sequence[int] | torch.Size = torch.Size([1]),
                  reparam: bool = True) -> None:
         f = _as_loss(f)
         super().__init__(p.input_var + [v for v in f.input_var if v not in p.var])
@@ -899,7 +933,7 @@ class Expectation(Loss):
 
     _options = ("batch_n", "sample_mean")
 
-    def _eval(self, x_dict, ctx):
+    def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         batch_n = None
         if not any(v in x_dict for v in self.p.input_var):
             # p has no inputs (a prior): draw one sample per data point of the rest of the formula,

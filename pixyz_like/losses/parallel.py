@@ -57,7 +57,7 @@ class DataParalleledLoss(Loss):
         return [self.module]
 
     @property
-    def _precedence(self) -> int:  # type: ignore[override]
+    def _precedence(self) -> int:
         return self.module._precedence
 
     @property
