@@ -21,10 +21,10 @@ done
 source "$root/.ci/env.sh"
 cd "$root"
 ruff check pixyz_like tests examples benchmarks scripts
-# mypy (strictness in pyproject's [tool.mypy]) over the training layer; installed here rather than in an
+# mypy (strictness in pyproject's [tool.mypy]) over the whole package; installed here rather than in an
 # extra so adding it did not re-key the cached environment.
 python -m mypy --version >/dev/null 2>&1 || python -m pip install --quiet --progress-bar off "mypy>=1.10"
-python -m mypy pixyz_like/models
+python -m mypy pixyz_like
 if [ "$paths" = 1 ]; then
     python -m pytest -q "${args[@]}"
 else
