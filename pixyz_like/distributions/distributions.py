@@ -579,9 +579,10 @@ class DistributionBase(Distribution):
         tensor = value.detach() if isinstance(value, torch.Tensor) else torch.tensor(value)
         if not tensor.is_floating_point():
             tensor = tensor.to(torch.get_default_dtype())
-        self.register_buffer(key, self._shaped_constant(key, tensor).clone())
+        tensor = self._shaped_constant(key, tensor)
+        self._validate_constant(key, tensor)
+        self.register_buffer(key, tensor.clone())
         self._const_keys.append(key)
-        self._validate_constant(key)
 
     def _shaped_constant(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
         """A constant's stored shape: ``(1, *features_shape)``; a family with another rule (an event
@@ -599,17 +600,19 @@ class DistributionBase(Distribution):
         return tensor.unsqueeze(0)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
         consts = self.__dict__.get("_const_keys")
         if consts and name in consts and isinstance(value, torch.Tensor):
-            self._validate_constant(name)  # a constant given anew is checked as when it was first given
+            # A constant given anew is checked as when it was first given, before it replaces the old
+            # one: a refused value is not kept.
+            self._validate_constant(name, value)
+        super().__setattr__(name, value)
 
-    def _validate_constant(self, key: str) -> None:
+    def _validate_constant(self, key: str, value: torch.Tensor) -> None:
         """Check a constant parameter when it is given or assigned. A constant kept as a buffer is not
         checked again on each use (nothing trains it); one replaced by an ``nn.Parameter`` is."""
         support = self.param_support.get(key)
         if support is not None:
-            _validation.check(self._owner, [(key, getattr(self, key), support)], ParameterError,
+            _validation.check(self._owner, [(key, value, support)], ParameterError,
                               lambda k: f"parameter {k!r} (a constant)")
 
     @property
