@@ -182,16 +182,6 @@ class MAF(_AutoregressiveAffine):
     True
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: Sequence[int] = (64, 64),
-        cond_features: int | None = None,
-        reverse: bool = False,
-        max_log_scale: float | None = 3.0,
-    ) -> None:
-        super().__init__(in_features, hidden_features, cond_features, reverse, max_log_scale)
-
     def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward", (2,))
         shift, log_scale = self._shift_logscale(x, y)
@@ -226,16 +216,6 @@ class IAF(_AutoregressiveAffine):
     >>> torch.allclose(f.inverse(x), z)
     True
     """
-
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: Sequence[int] = (64, 64),
-        cond_features: int | None = None,
-        reverse: bool = False,
-        max_log_scale: float | None = 3.0,
-    ) -> None:
-        super().__init__(in_features, hidden_features, cond_features, reverse, max_log_scale)
 
     def transform(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> FlowOutput:
         self._check_input(x, "forward", (2,))
