@@ -131,6 +131,27 @@ class _FlowDistribution(Distribution):
     def _network_text(self) -> str:
         return f"prior: {self.prior.prob_text}\n{self.prior._network_text()}\nflow:\n{self.flow!r}"
 
+    #: How ``var`` is written from the prior's variable: ``f_{flow}`` or ``f^{-1}_{flow}``.
+    _flow_text: str
+    #: The way the flow runs to score a value of ``var`` (into the prior's space).
+    _score_direction: str
+
+    @property
+    def prob_factorized_text(self) -> str:
+        args = ",".join(convert_latex_name(v) for v in list(self.prior.var) + self._flow_cond_var)
+        return f"{convert_latex_name(self._name)}({convert_latex_name(self._var[0])}={self._flow_text}({args}))"
+
+    # ------------------------------------------------------------------ Pixyz's calling convention
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> torch.Tensor:
+        """The flow's forward map, Pixyz's convention: the tensor ``f(x, y)``, its log-det kept in
+        :attr:`logdet_jacobian` (prior to data for :class:`TransformedDistribution`, data to prior for
+        :class:`InverseTransformedDistribution`)."""
+        return self.flow.forward(x, y, compute_jacobian)
+
+    def inverse(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The flow's inverse map, Pixyz's convention: the tensor ``f^{-1}(z, y)``."""
+        return self.flow.inverse(z, y)
+
     # ------------------------------------------------------------------ shapes
     def _n_feat(self, value: Any) -> int:
         var = self._var[0]
@@ -210,6 +231,31 @@ class _FlowDistribution(Distribution):
                 f"{owner}: the log-density of a flow is only defined summed over all features "
                 "(sum_features=True, feature_dims=None)"
             )
+
+    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
+        """The change of variables: the flow maps the value into the prior's space (``_score_direction``),
+        unless this very value was just sampled (its log-density is then recalled)."""
+        self._check_sum(self._owner(), spec)
+        value = x_dict[self._var[0]]
+        n_feat = self._n_feat(value)
+        hit = self._recall(ctx, value, x_dict)
+        if hit is not None:
+            return hit
+        n_lead = value.ndim - n_feat
+        lead = value.shape[:n_lead]
+        y = self._flow_y(x_dict, lead)
+        direction = self._score_direction
+        try:
+            z, ld = self._run_flow(direction, value.reshape(-1, *value.shape[n_lead:]), y)
+        except NotDefinedError as e:
+            if direction != "inverse":
+                raise
+            raise NotDefinedError(
+                f"{self._owner()}: scoring a value needs the flow's inverse, which is not available ({e}); "
+                "use sample(..., return_log_prob=True) to get the log-density of a sample"
+            ) from e
+        z = z.reshape(*lead, *z.shape[1:])
+        return self._prior_log_prob(x_dict, ctx, z, n_lead) + self._logdet(direction, ld).reshape(lead)
 
     # ------------------------------------------------------------------ per-evaluation memo
     def _remember(
@@ -388,6 +434,8 @@ class TransformedDistribution(_FlowDistribution):
     """
 
     distribution_name = "TransformedDistribution"
+    _flow_text = "f_{flow}"
+    _score_direction = "inverse"
 
     def __init__(
         self,
@@ -405,22 +453,9 @@ class TransformedDistribution(_FlowDistribution):
         """The flow's input variable: the prior's variable."""
         return list(self.prior.var)
 
-    @property
-    def prob_factorized_text(self) -> str:
-        args = ",".join(convert_latex_name(v) for v in self.flow_input_var + self._flow_cond_var)
-        return f"{convert_latex_name(self._name)}({convert_latex_name(self._var[0])}=f_{{flow}}({args}))"
-
     #: ``compute_jacobian`` (Pixyz's, default ``True``): after ``sample()`` :attr:`logdet_jacobian` holds the
     #: sample's :math:`\log|\det \partial f/\partial z_0|`, shape ``(*sample_shape, batch)``.
     _extra_sample_options = ("compute_jacobian",)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> torch.Tensor:
-        """The flow's forward map, Pixyz's convention: ``f(x)``, its log-det kept in :attr:`logdet_jacobian`."""
-        return self.flow.forward(x, y, compute_jacobian)
-
-    def inverse(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """The flow's inverse map, Pixyz's convention: the tensor ``f^{-1}(z)``."""
-        return self.flow.inverse(z, y)
 
     def get_log_prob(
         self,
@@ -458,25 +493,6 @@ class TransformedDistribution(_FlowDistribution):
         self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, logdet)
         return {self._var[0]: x, pv: z0}
 
-    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
-        self._check_sum(self._owner(), spec)
-        value = x_dict[self._var[0]]
-        n_feat = self._n_feat(value)
-        hit = self._recall(ctx, value, x_dict)
-        if hit is not None:
-            return hit
-        n_lead = value.ndim - n_feat
-        lead = value.shape[:n_lead]
-        y = self._flow_y(x_dict, lead)
-        try:
-            z0, ld = self._run_flow("inverse", value.reshape(-1, *value.shape[n_lead:]), y)
-        except NotDefinedError as e:
-            raise NotDefinedError(
-                f"{self._owner()}: scoring a value needs the flow's inverse, which is not available ({e}); "
-                "use sample(..., return_log_prob=True) to get the log-density of a sample"
-            ) from e
-        z0 = z0.reshape(*lead, *z0.shape[1:])
-        return self._prior_log_prob(x_dict, ctx, z0, n_lead) + self._logdet("inverse", ld).reshape(lead)
 
 
 class InverseTransformedDistribution(_FlowDistribution):
@@ -508,6 +524,8 @@ class InverseTransformedDistribution(_FlowDistribution):
     """
 
     distribution_name = "InverseTransformedDistribution"
+    _flow_text = "f^{-1}_{flow}"
+    _score_direction = "forward"
 
     def __init__(
         self,
@@ -525,22 +543,8 @@ class InverseTransformedDistribution(_FlowDistribution):
         """The flow's output variable: the prior's variable."""
         return list(self.prior.var)
 
-    @property
-    def prob_factorized_text(self) -> str:
-        args = ",".join(convert_latex_name(v) for v in self.flow_output_var + self._flow_cond_var)
-        return f"{convert_latex_name(self._name)}({convert_latex_name(self._var[0])}=f^{{-1}}_{{flow}}({args}))"
-
     #: ``return_hidden`` (Pixyz's, default ``True``): whether the prior's variable is returned with ``var``.
     _extra_sample_options = ("return_hidden",)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, compute_jacobian: bool = True) -> torch.Tensor:
-        """The flow's forward map (data to prior space), Pixyz's convention: the tensor ``f(x, y)``, its
-        log-det kept in :attr:`logdet_jacobian`."""
-        return self.flow.forward(x, y, compute_jacobian)
-
-    def inverse(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """The flow's inverse map (prior space to data), Pixyz's convention: the tensor ``f^{-1}(z, y)``."""
-        return self.flow.inverse(z, y)
 
     def _pixyz_sample_options(
         self, out: dict[str, torch.Tensor], entry: _Drawn | None, value: torch.Tensor, options: Mapping[str, Any]
@@ -595,17 +599,3 @@ class InverseTransformedDistribution(_FlowDistribution):
             lp = self._prior_log_prob(x_dict, ctx, z, n_lead) - ld
             self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, -ld)
         return {self._var[0]: x, pv: z}
-
-    def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
-        self._check_sum(self._owner(), spec)
-        value = x_dict[self._var[0]]
-        n_feat = self._n_feat(value)
-        hit = self._recall(ctx, value, x_dict)
-        if hit is not None:
-            return hit
-        n_lead = value.ndim - n_feat
-        lead = value.shape[:n_lead]
-        y = self._flow_y(x_dict, lead)
-        z, ld = self._run_flow("forward", value.reshape(-1, *value.shape[n_lead:]), y)
-        z = z.reshape(*lead, *z.shape[1:])
-        return self._prior_log_prob(x_dict, ctx, z, n_lead) + self._logdet("forward", ld).reshape(lead)
