@@ -237,7 +237,28 @@ class MultiplyDistribution(Distribution):
         return self._last_single_var_factor("sample_variance").sample_variance(self._ancestors_sampled(x_dict))
 
 
-class ReplaceVarDistribution(Distribution):
+class _View(Distribution):
+    """A distribution made from another one, ``p``, whose family it reports: its name, whether it is
+    reparameterised, and its networks (the base of renamed variables and of marginals)."""
+
+    p: Distribution
+
+    @property
+    def distribution_name(self) -> str:  # type: ignore[override]  # a class attribute of the base, the view's here
+        return self.p.distribution_name
+
+    @property
+    def has_reparam(self) -> bool:  # type: ignore[override]  # a class attribute of the base, the view's here
+        return self.p.has_reparam
+
+    def _check_reparam(self) -> None:
+        self.p._check_reparam()
+
+    def _network_text(self) -> str:
+        return self.p._network_text()
+
+
+class ReplaceVarDistribution(_View):
     """A view of an atomic distribution with some variables renamed; it shares the networks.
 
     Made by :meth:`Distribution.replace_var`: ``p.replace_var(z="y")`` reads ``y`` wherever ``p``
@@ -283,14 +304,6 @@ class ReplaceVarDistribution(Distribution):
             raise GraphError(f"{p.prob_text}: replace_var({replace_dict}) would give two variables the same name")
 
     @property
-    def distribution_name(self) -> str:  # type: ignore[override]  # a class attribute of the base, the view's here
-        return self.p.distribution_name
-
-    @property
-    def has_reparam(self) -> bool:  # type: ignore[override]  # a class attribute of the base, the view's here
-        return self.p.has_reparam
-
-    @property
     def input_var(self) -> list[str]:
         return [self._replace.get(v, v) for v in self.p.input_var]
 
@@ -312,9 +325,6 @@ class ReplaceVarDistribution(Distribution):
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         return self.p._log_prob(self._to_inner(x_dict), ctx=ctx, spec=spec)
 
-    def _check_reparam(self) -> None:
-        self.p._check_reparam()
-
     def get_params(self, params_dict: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
         return self.p.get_params(self._to_inner(self._as_dict(params_dict, "get_params")), **kwargs)
 
@@ -327,9 +337,6 @@ class ReplaceVarDistribution(Distribution):
 
     def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         return self.p.sample_variance(self._to_inner(self._as_dict(x_dict, "sample_variance")))
-
-    def _network_text(self) -> str:
-        return self.p._network_text()
 
     @property
     def base(self) -> Distribution:
@@ -433,7 +440,7 @@ def underlying(d: Distribution) -> Underlying:
     return Underlying(d, rename, frozenset(dropped))
 
 
-class MarginalizeVarDistribution(Distribution):
+class MarginalizeVarDistribution(_View):
     r"""The marginal :math:`\int p(x,z)\,dz` of a distribution over the remaining variables.
 
     Sampling draws the joint and drops the marginalised variables. The log-density has no closed form;
@@ -462,14 +469,6 @@ class MarginalizeVarDistribution(Distribution):
         self._marginalized = marginalize_list
 
     @property
-    def distribution_name(self) -> str:  # type: ignore[override]  # a class attribute of the base, the view's here
-        return self.p.distribution_name
-
-    @property
-    def has_reparam(self) -> bool:  # type: ignore[override]  # a class attribute of the base, the view's here
-        return self.p.has_reparam
-
-    @property
     def input_var(self) -> list[str]:
         return self.p.input_var
 
@@ -478,9 +477,6 @@ class MarginalizeVarDistribution(Distribution):
         integrals = "\\int " * len(self._marginalized)
         d = "".join("d" + convert_latex_name(v) for v in self._marginalized)
         return f"{integrals}{self.p.prob_factorized_text}{d}"
-
-    def _check_reparam(self) -> None:
-        self.p._check_reparam()
 
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         out = self.p._sample(x_dict, ctx=ctx, spec=spec)
@@ -497,6 +493,3 @@ class MarginalizeVarDistribution(Distribution):
 
     def sample_variance(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         return self.p.sample_variance(x_dict)
-
-    def _network_text(self) -> str:
-        return self.p._network_text()
