@@ -30,7 +30,8 @@ _SAMPLE_OPTIONS = ("batch_n", "sample_shape", "return_all", "reparam", "sample_m
 
 
 def _components(owner: str, distributions: Any, what: str) -> list[Distribution]:
-    """Check that ``distributions`` is a non-empty list of distributions over one and the same variable."""
+    """Check that ``distributions`` is a non-empty list of distributions over one and the same variable
+    (the components of a mixture, the experts of a mixture or a product of experts)."""
     comps = tolist(distributions)
     if not comps:
         raise GraphError(f"{owner}: needs at least one {what}")
@@ -39,7 +40,7 @@ def _components(owner: str, distributions: Any, what: str) -> list[Distribution]
             raise TypeError(f"{owner}: {what} {i} must be a Distribution, got {type(d).__name__}")
     var = comps[0].var
     if len(var) != 1:
-        raise GraphError(f"{owner}: a mixture is over one variable; {what} 0 {comps[0].prob_text} is over {var}")
+        raise GraphError(f"{owner}: each {what} must be over one variable; {what} 0 {comps[0].prob_text} is over {var}")
     for i, d in enumerate(comps):
         if d.var != var:
             raise VariableMismatchError(

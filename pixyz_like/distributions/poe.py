@@ -22,11 +22,11 @@ from torch import nn
 
 from .._context import EvalContext
 from .._latex import convert_latex_name
-from ..errors import GraphError, ParameterError, ShapeError, VariableMismatchError, missing_variable_error
-from ..utils import tolist
+from ..errors import GraphError, ParameterError, ShapeError, missing_variable_error
 from .distributions import Distribution
 from .families import Normal
 from .joint import underlying
+from .mixture import _components
 
 __all__ = ["ProductOfNormal", "ElementWiseProductOfNormal"]
 
@@ -70,23 +70,14 @@ class ProductOfNormal(Normal):
         features_shape: Sequence[int] | torch.Size = (),
     ) -> None:
         owner = f"{type(self).__name__}(name={name!r})"
-        experts = tolist(p)
-        if not experts:
-            raise GraphError(f"{owner}: needs at least one expert")
+        experts = _components(owner, p, "expert")
         for e in experts:
-            if not isinstance(e, Distribution) or not isinstance(underlying(e).base, Normal):
+            if not isinstance(underlying(e).base, Normal):
                 raise TypeError(
-                    f"{owner}: every expert must be a Normal distribution, got "
-                    f"{getattr(e, 'prob_text', type(e).__name__)} ({type(underlying(e).base).__name__})"
-                    if isinstance(e, Distribution) else f"{owner}: every expert must be a Normal, got {e!r}"
+                    f"{owner}: every expert must be a Normal distribution, got {e.prob_text} "
+                    f"({type(underlying(e).base).__name__})"
                 )
         var = experts[0].var
-        for i, e in enumerate(experts):
-            if e.var != var:
-                raise VariableMismatchError(
-                    f"{owner}: every expert must be over the same variable; expert {i} {e.prob_text} is over "
-                    f"{e.var}, expected {var} (the variable of expert 0 {experts[0].prob_text})"
-                )
         cond_var = list(dict.fromkeys(v for e in experts for v in e.cond_var))
         if not len(features_shape):
             features_shape = next((e.features_shape for e in experts if len(e.features_shape)), ())
