@@ -12,7 +12,7 @@ from ..distributions.distributions import Distribution
 from ..distributions.protocol import SampleSpec
 from ..errors import GraphError, MissingVariableError, VariableMismatchError
 
-__all__ = ["check_pair", "batch_size", "draw", "draw_all"]
+__all__ = ["check_pair", "batch_size", "draw_all", "draw_pair"]
 
 
 def check_pair(owner: str, p: Distribution, q: Distribution, single: bool = True) -> None:
@@ -56,6 +56,10 @@ def draw_all(p: Distribution, x_dict: dict[str, Any], ctx: EvalContext, batch_n:
     return p._sample(inputs, ctx=ctx, spec=spec)
 
 
-def draw(p: Distribution, x_dict: dict[str, Any], ctx: EvalContext, batch_n: int, reparam: bool = True) -> torch.Tensor:
-    """One sample of ``p``'s single variable per data point (see :func:`draw_all`)."""
-    return draw_all(p, x_dict, ctx, batch_n, reparam)[p.var[0]]
+def draw_pair(
+    owner: str, p: Distribution, q: Distribution, x_dict: dict[str, Any], ctx: EvalContext
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A sample of ``p`` and one of ``q`` (every variable, see :func:`draw_all`), reparameterised where they
+    can be, each of the batch size :func:`batch_size` finds: the two samples a two-sample loss compares."""
+    n = batch_size(owner, p, q, x_dict, ctx)
+    return draw_all(p, x_dict, ctx, n), draw_all(q, x_dict, ctx, n)

@@ -22,7 +22,7 @@ from ..distributions.distributions import Distribution
 from ..distributions.protocol import REPARAM
 from ..distributions.special import EmpiricalDistribution
 from ..errors import GraphError, ParameterError, ShapeError
-from ._two_sample import batch_size, check_pair, draw_all
+from ._two_sample import batch_size, check_pair, draw_all, draw_pair
 from .losses import Divergence
 
 __all__ = [
@@ -113,9 +113,7 @@ class AdversarialLoss(Divergence):
     def _samples(
         self, x_dict: dict[str, Any], ctx: EvalContext, detach: bool
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        n = batch_size(type(self).__name__, self.p, self.q, x_dict, ctx)
-        sp = draw_all(self.p, x_dict, ctx, n)
-        sq = draw_all(self.q, x_dict, ctx, n)
+        sp, sq = draw_pair(type(self).__name__, self.p, self.q, x_dict, ctx)
         for v in self.d.input_var:
             if sp[v].shape[1:] != sq[v].shape[1:]:
                 raise ShapeError(

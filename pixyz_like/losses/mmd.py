@@ -10,7 +10,7 @@ import torch
 from .._context import EvalContext
 from ..distributions.distributions import Distribution
 from ..errors import ShapeError
-from ._two_sample import batch_size, check_pair, draw
+from ._two_sample import check_pair, draw_pair
 from .losses import Divergence
 
 __all__ = [
@@ -142,9 +142,8 @@ class MMD(Divergence):
         return f"D_{{MMD^2}} \\left[{self.p.prob_text}||{self.q.prob_text} \\right]"
 
     def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
-        n = batch_size("MMD", self.p, self.q, x_dict, ctx)
-        xp = draw(self.p, x_dict, ctx, n)
-        xq = draw(self.q, x_dict, ctx, n)
+        sp, sq = draw_pair("MMD", self.p, self.q, x_dict, ctx)
+        xp, xq = sp[self.p.var[0]], sq[self.q.var[0]]
         if xp.shape[1:] != xq.shape[1:]:
             raise ShapeError(
                 f"MMD: samples of {self.p.prob_text} have shape {tuple(xp.shape)} and samples of "
