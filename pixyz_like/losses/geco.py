@@ -29,7 +29,7 @@ from torch import nn
 
 from .._context import EvalContext
 from .._latex import convert_latex_name
-from .losses import Loss, ValueLoss, _as_loss, _Text
+from .losses import Loss, ValueLoss, _as_loss, _PrintedAs
 
 __all__ = ["GECO", "LagrangeMultiplier"]
 
@@ -76,7 +76,7 @@ class LagrangeMultiplier(Loss):
         return self.state.log_multiplier.detach().exp(), {}
 
 
-class GECO(Loss):
+class GECO(_PrintedAs):
     r"""The GECO Lagrangian :math:`\text{objective} + \lambda\,(\text{constraint} - \kappa)`, per data point.
 
     Args:
@@ -163,15 +163,9 @@ class GECO(Loss):
         """How many training evaluations have updated the multiplier."""
         return self._state.steps.detach().clone()
 
-    def _latex(self) -> str:
-        return self._formula._latex()
-
-    def _render(self) -> _Text:
-        return self._formula._render()
-
     @property
-    def _precedence(self) -> int:
-        return self._formula._precedence
+    def _shown(self) -> Loss:
+        return self._formula
 
     def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         obj, s1 = self.objective._evaluate(x_dict, ctx)

@@ -507,7 +507,27 @@ class Parameter(Loss):
         return value, {}
 
 
-class ConstantVar(Loss):
+class _PrintedAs(Loss):
+    """A loss that prints as another one, :attr:`_shown`, in every form its parent asks for (its LaTeX,
+    its sign-split rendering, how it binds): the wrappers that change how a loss is evaluated, not
+    what it is (bound constants, a constrained objective, data-parallel replicas)."""
+
+    @property
+    def _shown(self) -> Loss:
+        raise NotImplementedError
+
+    def _latex(self) -> str:
+        return self._shown._latex()
+
+    def _render(self) -> _Text:
+        return self._shown._render()
+
+    @property
+    def _precedence(self) -> int:
+        return self._shown._precedence
+
+
+class ConstantVar(_PrintedAs):
     """A loss with some of its variables fixed to given constants; prints as the loss itself.
 
     >>> from pixyz_like.distributions import Normal
@@ -532,15 +552,9 @@ class ConstantVar(Loss):
         self.base_loss = base_loss
         self.constant_dict = dict(constant_dict)
 
-    def _latex(self) -> str:
-        return self.base_loss._latex()
-
-    def _render(self) -> _Text:
-        return self.base_loss._render()
-
     @property
-    def _precedence(self) -> int:
-        return self.base_loss._precedence
+    def _shown(self) -> Loss:
+        return self.base_loss
 
     def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         return self.base_loss._evaluate({**x_dict, **self.constant_dict}, ctx)

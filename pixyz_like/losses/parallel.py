@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from .._context import EvalContext
-from .losses import Loss
+from .losses import Loss, _PrintedAs
 
 __all__ = ["DataParalleledLoss"]
 
 
-class DataParalleledLoss(Loss):
+class DataParalleledLoss(_PrintedAs):
     r"""A loss evaluated with :class:`torch.nn.DataParallel` (or ``DistributedDataParallel``).
 
     The input dict's tensors are split along the batch dimension over the devices, each replica
@@ -57,8 +57,8 @@ class DataParalleledLoss(Loss):
         return [self.module]
 
     @property
-    def _precedence(self) -> int:
-        return self.module._precedence
+    def _shown(self) -> Loss:
+        return self.module
 
     @property
     def _is_term(self) -> bool:  # type: ignore[override]
@@ -67,9 +67,6 @@ class DataParalleledLoss(Loss):
     def terms(self) -> list[Loss]:
         # The replicas record nothing in this evaluation's context: no term values to report.
         return []
-
-    def _latex(self) -> str:
-        return self.module._latex()
 
     def _eval(self, x_dict: dict[str, Any], ctx: EvalContext) -> tuple[torch.Tensor, dict[str, Any]]:
         # Loss.forward is eval(x_dict, return_dict=True): DataParallel scatters the dict's tensors
