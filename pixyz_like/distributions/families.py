@@ -215,8 +215,12 @@ def _kl_bernoulli_bernoulli(p: _Params, q: _Params) -> torch.Tensor:
 
 def _bernoulli_lerp(probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     # x log p + (1 - x) log(1 - p) as a lerp between the two clamped logs: the same values as
-    # -binary_cross_entropy (which also clamps at -100) at half its CPU cost.
-    return torch.lerp(torch.log1p(-probs).clamp_min(-100), torch.log(probs).clamp_min(-100), value)
+    # -binary_cross_entropy (which also computes log(1 - p) and clamps at -100) at half its CPU cost.
+    # log(1 - p), not log1p(-p): on the CPU log1p costs three times log, and 1 - p loses only the
+    # last bits of p below 1e-8, far under the -100 clamp's effect. Only called without autograd
+    # (directly, or inside _BernoulliLogLikelihood.forward), so the temporaries are updated in place.
+    log0 = torch.sub(1, probs).log_().clamp_min_(-100)
+    return torch.lerp(log0, torch.log(probs).clamp_min_(-100), value)
 
 
 class _BernoulliLogLikelihood(torch.autograd.Function):
@@ -240,7 +244,7 @@ class _BernoulliLogLikelihood(torch.autograd.Function):
             eps = max(1e-12, torch.finfo(probs.dtype).tiny)
             grad_probs = (grad * (value - probs) / (probs * (1 - probs)).clamp_min(eps)).sum_to_size(probs.shape)
         if ctx.needs_input_grad[1]:
-            log_odds = torch.log(probs).clamp_min(-100) - torch.log1p(-probs).clamp_min(-100)
+            log_odds = torch.log(probs).clamp_min(-100) - torch.sub(1, probs).log().clamp_min(-100)
             grad_value = (grad * log_odds).sum_to_size(value.shape)
         return grad_probs, grad_value
 
