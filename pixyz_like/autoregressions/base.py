@@ -31,7 +31,7 @@ from .._batch import infer_batch_n, repeat_batch
 from .._context import EvalContext
 from .._options import check_options
 from ..distributions._validation import validation_enabled
-from ..distributions.distributions import _SAMPLE_OPTIONS, Distribution, _check_inputs, call_user_function
+from ..distributions.distributions import Distribution, _check_inputs, call_user_function
 from ..distributions.protocol import SampleSpec, ScoreSpec, reduce_features
 from ..errors import GraphError, NotDefinedError, ParameterError, ShapeError
 from ..layers.masked import StepCache
@@ -321,11 +321,7 @@ class AutoregressiveDistribution(Distribution):
         **options: Any,
     ) -> dict[str, torch.Tensor]:
         """Generate element by element (see the class docstring for ``temperature`` and ``use_cache``)."""
-        check_options(f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS + ("temperature", "use_cache"))
-        x_dict = self._as_dict(x_dict, "sample")
-        self._require(x_dict, self.input_var, "sample")
-        if reparam:
-            self._check_reparam()
+        x_dict = self._sample_inputs(x_dict, options, reparam, sample_mean, ("temperature", "use_cache"))
         if sample_mean:
             self._no_sample_mean()
         if isinstance(temperature, torch.Tensor) and temperature.numel() == 1:
@@ -335,11 +331,9 @@ class AutoregressiveDistribution(Distribution):
         if use_cache and not self._has_step:
             raise NotDefinedError(f"{self._owner()}: use_cache=True needs forward_step, which it does not define")
         cached = self._has_step if use_cache is None else bool(use_cache)
-        out = {self._var[0]: self._generate(x_dict, batch_n, torch.Size(sample_shape), float(temperature), cached)}
-        if return_all:
-            x_dict.update(out)
-            return x_dict
-        return out
+        shape = self._sample_shape(sample_shape)
+        out = {self._var[0]: self._generate(x_dict, batch_n, shape, float(temperature), cached)}
+        return self._sample_result(x_dict, out, return_all)
 
     def _no_sample_mean(self) -> None:
         raise NotDefinedError(

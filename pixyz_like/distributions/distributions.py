@@ -308,13 +308,28 @@ class Distribution(nn.Module):
         when there are any, otherwise from the argument (default 1). ``reparam`` asks for a
         reparameterised sample that carries gradients; ``sample_mean`` returns the mean instead.
         """
-        check_options(f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS)
+        x_dict = self._sample_inputs(x_dict, options, reparam, sample_mean)
+        spec = SampleSpec(batch_n, self._sample_shape(sample_shape), reparam, sample_mean)
+        return self._sample_result(x_dict, self._sample(x_dict, ctx=EvalContext(), spec=spec), return_all)
+
+    def _sample_inputs(
+        self, x_dict: Any, options: Mapping[str, Any], reparam: bool, sample_mean: bool, extra: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """What every public ``sample()`` checks first, the input dict back: the options (Pixyz's and the
+        class's ``extra`` ones), the inputs given, and a reparameterised family when a draw asks ``reparam``."""
+        check_options(f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS + tuple(extra))
         x_dict = self._as_dict(x_dict, "sample")
         self._require(x_dict, self.input_var, "sample")
         if reparam and not sample_mean:
             self._check_reparam()
-        spec = SampleSpec(batch_n, self._sample_shape(sample_shape), reparam, sample_mean)
-        out = self._sample(x_dict, ctx=EvalContext(), spec=spec)
+        return x_dict
+
+    @staticmethod
+    def _sample_result(
+        x_dict: dict[str, Any], out: dict[str, torch.Tensor], return_all: bool
+    ) -> dict[str, torch.Tensor]:
+        """What every public ``sample()`` returns: the samples, or with ``return_all`` the input dict updated
+        with them (Pixyz's)."""
         if return_all:
             x_dict.update(out)
             return x_dict

@@ -47,7 +47,7 @@ from .._options import check_options
 from ..errors import GraphError, NotDefinedError, ShapeError
 from ..flows.flows import Flow, FlowOutput, _pixyz_inverse
 from ..utils import tolist
-from .distributions import _SAMPLE_OPTIONS, Distribution
+from .distributions import Distribution
 from .protocol import SUMMED, SampleSpec, ScoreSpec
 
 __all__ = ["TransformedDistribution", "InverseTransformedDistribution"]
@@ -377,19 +377,13 @@ class _FlowDistribution(Distribution):
         along the way, without a second pass or an inversion when the flow's cheap direction is used
         for sampling.
         """
-        check_options(f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS + self._extra_sample_options)
-        x_dict = self._as_dict(x_dict, "sample")
-        self._require(x_dict, self.input_var, "sample")
-        if reparam and not sample_mean:
-            self._check_reparam()
+        x_dict = self._sample_inputs(x_dict, options, reparam, sample_mean, self._extra_sample_options)
         ctx = EvalContext()
-        out = self._sample(x_dict, ctx=ctx, spec=SampleSpec(batch_n, torch.Size(sample_shape), reparam, sample_mean))
+        spec = SampleSpec(batch_n, self._sample_shape(sample_shape), reparam, sample_mean)
+        out = self._sample(x_dict, ctx=ctx, spec=spec)
         value = out[self._var[0]]
         entry = self._lookup(ctx, value, x_dict)
-        out = self._pixyz_sample_options(out, entry, value, options)
-        if return_all:
-            x_dict.update(out)
-            out = x_dict
+        out = self._sample_result(x_dict, self._pixyz_sample_options(out, entry, value, options), return_all)
         if not return_log_prob:
             return out
         if entry is not None:

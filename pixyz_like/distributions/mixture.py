@@ -26,8 +26,6 @@ from .protocol import SUMMED, SampleSpec, ScoreSpec
 
 __all__ = ["MixtureOfNormal", "MixtureModel", "PosteriorMixtureModel"]
 
-_SAMPLE_OPTIONS = ("batch_n", "sample_shape", "return_all", "reparam", "sample_mean", "return_hidden")
-
 
 def _components(owner: str, distributions: Any, what: str) -> list[Distribution]:
     """Check that ``distributions`` is a non-empty list of distributions over one and the same variable
@@ -333,12 +331,8 @@ class MixtureModel(Distribution):
         **options: Any,
     ) -> dict[str, torch.Tensor]:
         """Draw ``x`` (and, with ``return_hidden``, the one-hot component ``z``); see ``Distribution.sample``."""
-        check_options(f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS)
-        x_dict = self._as_dict(x_dict, "sample")
-        self._require(x_dict, self.input_var, "sample")
-        if reparam and not sample_mean:
-            self._check_reparam()
-        spec = SampleSpec(batch_n, torch.Size(sample_shape), False, sample_mean)
+        x_dict = self._sample_inputs(x_dict, options, reparam, sample_mean, ("return_hidden",))
+        spec = SampleSpec(batch_n, self._sample_shape(sample_shape), False, sample_mean)
         x, z = self._sample_both(x_dict, EvalContext(), spec)
         out = {self._var[0]: x}
         if return_hidden:
@@ -348,10 +342,7 @@ class MixtureModel(Distribution):
                     f"{self._var[0]!r} (name the prior's variable, e.g. Categorical(var=['z'], ...))"
                 )
             out[self.hidden_var[0]] = z
-        if return_all:
-            x_dict.update(out)
-            return x_dict
-        return out
+        return self._sample_result(x_dict, out, return_all)
 
 
 class PosteriorMixtureModel(Categorical):
