@@ -718,7 +718,7 @@ class DistributionBase(Distribution):
                 if ref is None:
                     ref = self._reference_tensor(params, inputs)
                 params[key] = value.to(ref.dtype if ref.is_floating_point() else torch.get_default_dtype())
-            elif isinstance(value, numbers.Real):
+            elif type(value) is float or type(value) is int or isinstance(value, numbers.Real):
                 if ref is None:
                     ref = self._reference_tensor(params, inputs)
                 dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
@@ -765,10 +765,18 @@ class DistributionBase(Distribution):
 
     @staticmethod
     def _reference_tensor(params: Mapping[str, Any], inputs: tuple[Any, ...]) -> torch.Tensor:
-        tensors = [v for v in params.values() if isinstance(v, torch.Tensor)]
-        floats = [v for v in tensors if v.is_floating_point()]
-        given = [v for v in inputs if isinstance(v, torch.Tensor)]
-        return (floats or tensors or given or [torch.zeros(())])[0]
+        """The tensor whose dtype and device numbers take: the first floating parameter, else the first
+        tensor parameter, else the first tensor input."""
+        first = None
+        for v in params.values():
+            if isinstance(v, torch.Tensor):
+                if v.is_floating_point():
+                    return v
+                first = v if first is None else first
+        if first is not None:
+            return first
+        given = next((v for v in inputs if isinstance(v, torch.Tensor)), None)
+        return given if given is not None else torch.zeros(())
 
     def _validate_params(
         self, params: dict[str, torch.Tensor], from_forward: tuple[str, ...], checked: tuple[str, ...] = ()

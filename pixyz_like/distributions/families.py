@@ -91,10 +91,10 @@ class Normal(DistributionBase):
     def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         loc, scale = params["loc"], params["scale"]
         eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
-        if reparam:
-            return loc + scale * eps
+        if reparam or not (loc.requires_grad or scale.requires_grad):
+            return torch.addcmul(loc, scale, eps)
         with torch.no_grad():
-            return loc + scale * eps
+            return torch.addcmul(loc, scale, eps)
 
     def _entropy(self, params: _Params) -> torch.Tensor:
         return 0.5 + _HALF_LOG_2PI + params["scale"].log()
