@@ -3,6 +3,7 @@ lists are the modules of ``pixyz_like.models`` (a new module there is added to t
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import re
@@ -76,3 +77,16 @@ def test_module_level_imports_follow_the_layers():
             if layer(target) > layer(module):
                 upward.append(f"{module} imports {target}")
     assert not upward, upward
+
+
+def test_no_function_in_the_package_is_longer_than_a_screen():
+    """Issue 11's rule: no function over 80 lines (docstring included), so each reads on one screen."""
+    root = PAGE.parents[1] / "pixyz_like"
+    long = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 80:
+                    long.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, long
