@@ -196,16 +196,24 @@ class _FlowDistribution(Distribution):
         return ys[0] if len(ys) == 1 else torch.cat(ys, dim=-1)
 
     def _run_flow(
-        self, direction: str, value: torch.Tensor, y: torch.Tensor | None, compute_jacobian: bool = True
+        self, direction: str, value: torch.Tensor, x_dict: Mapping[str, Any], n_lead: int,
+        compute_jacobian: bool = True,
     ) -> FlowOutput:
+        """The flow run ``direction`` on ``value``, its first ``n_lead`` dims (sample dims and batch) folded
+        into the flow's batch and its condition ``y`` read from ``x_dict``: the output unfolded and the
+        log-det shaped ``value.shape[:n_lead]`` (``None`` when the flow gives none)."""
+        lead = value.shape[:n_lead]
+        flat = value.reshape(-1, *value.shape[n_lead:])
+        y = self._flow_y(x_dict, lead)
         fn = self.flow.transform if direction == "forward" else self.flow.inverse_transform
         try:
-            return fn(value, y, compute_jacobian)
+            out, logdet = fn(flat, y, compute_jacobian)
         except Exception as e:
             yshape = None if y is None else tuple(y.shape)
             e.add_note(f"raised in {self._owner()}: its flow's {direction} on an input of shape "
-                       f"{tuple(value.shape)} (condition y: {yshape})")
+                       f"{tuple(flat.shape)} (condition y: {yshape})")
             raise
+        return out.reshape(*lead, *out.shape[1:]), (None if logdet is None else logdet.reshape(lead))
 
     def _logdet(self, direction: str, logdet: torch.Tensor | None) -> torch.Tensor:
         """The log-det a flow returned when asked for one (``compute_jacobian=True``)."""
@@ -242,11 +250,9 @@ class _FlowDistribution(Distribution):
         if hit is not None:
             return hit
         n_lead = value.ndim - n_feat
-        lead = value.shape[:n_lead]
-        y = self._flow_y(x_dict, lead)
         direction = self._score_direction
         try:
-            z, ld = self._run_flow(direction, value.reshape(-1, *value.shape[n_lead:]), y)
+            z, ld = self._run_flow(direction, value, x_dict, n_lead)
         except NotDefinedError as e:
             if direction != "inverse":
                 raise
@@ -254,8 +260,7 @@ class _FlowDistribution(Distribution):
                 f"{self._owner()}: scoring a value needs the flow's inverse, which is not available ({e}); "
                 "use sample(..., return_log_prob=True) to get the log-density of a sample"
             ) from e
-        z = z.reshape(*lead, *z.shape[1:])
-        return self._prior_log_prob(x_dict, ctx, z, n_lead) + self._logdet(direction, ld).reshape(lead)
+        return self._prior_log_prob(x_dict, ctx, z, n_lead) + self._logdet(direction, ld)
 
     # ------------------------------------------------------------------ per-evaluation memo
     def _remember(
@@ -478,15 +483,11 @@ class TransformedDistribution(_FlowDistribution):
         pv = self.prior.var[0]
         z0 = self.prior._sample(x_dict, ctx=ctx, spec=spec)[pv]
         n_lead = len(spec.sample_shape) + 1
-        lead = z0.shape[:n_lead]
-        y = self._flow_y(x_dict, lead)
-        x, ld = self._run_flow("forward", z0.reshape(-1, *z0.shape[n_lead:]), y)
-        x = x.reshape(*lead, *x.shape[1:])
-        logdet = self._logdet("forward", ld).reshape(lead)
+        x, ld = self._run_flow("forward", z0, x_dict, n_lead)
+        logdet = self._logdet("forward", ld)
         lp = self._prior_log_prob(x_dict, ctx, z0, n_lead) - logdet
         self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, logdet)
         return {self._var[0]: x, pv: z0}
-
 
 
 class InverseTransformedDistribution(_FlowDistribution):
@@ -558,16 +559,12 @@ class InverseTransformedDistribution(_FlowDistribution):
         x_dict = self._as_dict(x_dict, "inference")
         self._require(x_dict, self.var + self.input_var, "inference")
         value = x_dict[self._var[0]]
-        n_lead = value.ndim - self._n_feat(value)
-        lead = value.shape[:n_lead]
-        z, logdet = self._run_flow(
-            "forward", value.reshape(-1, *value.shape[n_lead:]), self._flow_y(x_dict, lead), compute_jacobian
-        )
-        out = {self.prior.var[0]: z.reshape(*lead, *z.shape[1:])}
+        z, logdet = self._run_flow("forward", value, x_dict, value.ndim - self._n_feat(value), compute_jacobian)
+        out = {self.prior.var[0]: z}
         if return_all:
             out = {**x_dict, **out}
         if compute_jacobian:  # reported for the caller, never read here
-            self.flow._logdet_jacobian = self._logdet("forward", logdet).reshape(lead)
+            self.flow._logdet_jacobian = self._logdet("forward", logdet)
         return out
 
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
@@ -578,18 +575,15 @@ class InverseTransformedDistribution(_FlowDistribution):
                 spec = spec._replace(batch_n=y0.shape[0])
         z = self.prior._sample(x_dict, ctx=ctx, spec=spec)[pv]
         n_lead = len(spec.sample_shape) + 1
-        lead = z.shape[:n_lead]
-        y = self._flow_y(x_dict, lead)
         # A flow written for Pixyz gets its inverse's log-det only from an extra forward pass (with its
         # side effects in training mode): then the sample is scored when, and if, a loss asks.
         jacobian = not _pixyz_inverse(self.flow)
         try:
-            x, logdet_inv = self._run_flow("inverse", z.reshape(-1, *z.shape[n_lead:]), y, jacobian)
+            x, logdet_inv = self._run_flow("inverse", z, x_dict, n_lead, jacobian)
         except NotDefinedError as e:
             raise NotDefinedError(f"{self._owner()}: sampling needs the flow's inverse: {e}") from e
-        x = x.reshape(*lead, *x.shape[1:])
         if jacobian:
-            ld = self._logdet("inverse", logdet_inv).reshape(lead)
+            ld = self._logdet("inverse", logdet_inv)
             lp = self._prior_log_prob(x_dict, ctx, z, n_lead) - ld
             self._remember(ctx, x, lp, x.ndim - n_lead, x_dict, -ld)
         return {self._var[0]: x, pv: z}
