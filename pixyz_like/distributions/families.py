@@ -85,8 +85,9 @@ class Normal(DistributionBase):
 
     def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         loc, scale = params["loc"], params["scale"]
-        z = (value - loc) / scale
-        return -0.5 * (z * z) - scale.log() - _HALF_LOG_2PI
+        z = (value - loc) / scale  # standardised first: a tiny scale does not overflow (z * z) / scale**2
+        # -z^2 / 2 - log(scale) - log(2 pi) / 2 in five ops: the constant part on scale's (often smaller) shape
+        return torch.addcmul(torch.rsub(scale.log(), -_HALF_LOG_2PI), z, z, value=-0.5)
 
     def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         loc, scale = params["loc"], params["scale"]
