@@ -388,24 +388,42 @@ def _relaxed_keys_ok(keys: Iterable[str]) -> bool:
     return keys == {"temperature", "probs"} or keys == {"temperature", "logits"}
 
 
-def _relaxed_sample(
-    dist: DistributionBase, x_dict: dict[str, Any], ctx: EvalContext, spec: SampleSpec
-) -> dict[str, torch.Tensor]:
-    """A relaxed family's draw; ``sample(sample_mean=True)`` is refused, as in Pixyz.
+class _Relaxed(DistributionBase):
+    """What the relaxed (Concrete) families share: reparameterised draws, the straight-through ``hard``
+    option, and the underlying discrete distribution's mean and variance (as in Pixyz)."""
 
-    The relaxed (Concrete) distribution's mean has no closed form, so Pixyz's ``sample(sample_mean=True)``
-    raised; its ``sample_mean()`` method gives the underlying probabilities instead (used to read a
-    classifier's prediction), and so does this class's.
-    """
-    if spec.sample_mean and not getattr(dist, "hard", False):
-        raise NotDefinedError(
-            f"{dist._owner()}: the relaxed distribution's mean has no closed form, so sample(sample_mean=True) "
-            "is not defined (as in Pixyz); sample_mean(x_dict) gives the underlying probabilities"
-        )
-    return DistributionBase._sample(dist, x_dict, ctx=ctx, spec=spec)
+    #: straight-through samples: the discrete value forward, the relaxed sample's gradient.
+    hard: bool
+
+    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
+        """A relaxed family's draw; ``sample(sample_mean=True)`` is refused, as in Pixyz.
+
+        The relaxed (Concrete) distribution's mean has no closed form, so Pixyz's ``sample(sample_mean=True)``
+        raised; its ``sample_mean()`` method gives the underlying probabilities instead (used to read a
+        classifier's prediction), and so does this class's.
+        """
+        if spec.sample_mean and not self.hard:
+            raise NotDefinedError(
+                f"{self._owner()}: the relaxed distribution's mean has no closed form, so "
+                "sample(sample_mean=True) is not defined (as in Pixyz); sample_mean(x_dict) gives the "
+                "underlying probabilities"
+            )
+        return super()._sample(x_dict, ctx=ctx, spec=spec)
+
+    def _sample_mean_value(self, params: _Params) -> torch.Tensor:
+        if not self.hard:  # as in Pixyz: the relaxed distribution's own mean has no closed form
+            raise _no_relaxed_mean(self)
+        return self._mean(params)
+
+    def _variance(self, params: _Params) -> torch.Tensor:
+        p = self._mean(params)
+        return p * (1 - p)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f"\nhard={self.hard}"
 
 
-class RelaxedBernoulli(DistributionBase):
+class RelaxedBernoulli(_Relaxed):
     r"""The relaxed Bernoulli (binary Concrete) distribution on :math:`(0, 1)`, reparameterisable.
 
     A sample is :math:`x = \sigma\big((\operatorname{logit}\pi + L) / \lambda\big)` with
@@ -449,9 +467,6 @@ class RelaxedBernoulli(DistributionBase):
     has_reparam = True
     distribution_torch_class = torch.distributions.RelaxedBernoulli
     param_support = {"temperature": POSITIVE, "probs": UNIT_INTERVAL, "logits": FINITE}
-
-    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
-        return _relaxed_sample(self, x_dict, ctx, spec)
 
     def _value_support(self) -> Constraint | None:
         return UNIT_INTERVAL
@@ -533,18 +548,6 @@ class RelaxedBernoulli(DistributionBase):
         # Of the underlying Bernoulli (the relaxed one has no closed form), as in Pixyz.
         return params["probs"] if "probs" in params else torch.sigmoid(params["logits"])
 
-    def _sample_mean_value(self, params: _Params) -> torch.Tensor:
-        if not self.hard:  # as in Pixyz: the relaxed distribution's own mean has no closed form
-            raise _no_relaxed_mean(self)
-        return self._mean(params)
-
-    def _variance(self, params: _Params) -> torch.Tensor:
-        p = self._mean(params)
-        return p * (1 - p)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f"\nhard={self.hard}"
-
 
 def _discrete_bernoulli_kl(p: _Params, q: _Params) -> torch.Tensor:
     return _kl_bernoulli_bernoulli(p, q)
@@ -577,7 +580,7 @@ class FactorizedBernoulli(Bernoulli):
         return torch.where(value == 0, torch.zeros((), dtype=lp.dtype, device=lp.device), lp)
 
 
-class RelaxedCategorical(DistributionBase):
+class RelaxedCategorical(_Relaxed):
     r"""The relaxed one-hot categorical (Concrete / Gumbel-softmax) distribution on the simplex.
 
     A sample is :math:`x = \operatorname{softmax}\big((\log\pi + g) / \lambda\big)` with Gumbel noise
@@ -624,9 +627,6 @@ class RelaxedCategorical(DistributionBase):
     has_reparam = True
     distribution_torch_class = torch.distributions.RelaxedOneHotCategorical
     param_support = {"temperature": POSITIVE, "probs": WEIGHTS}
-
-    def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
-        return _relaxed_sample(self, x_dict, ctx, spec)
 
     def _value_support(self) -> Constraint | None:
         return ONE_HOT if self.hard else SIMPLEX
@@ -703,18 +703,6 @@ class RelaxedCategorical(DistributionBase):
         # Of the underlying categorical (the relaxed one has no closed form), as in Pixyz.
         probs = params["probs"]
         return probs / probs.sum(-1, keepdim=True)
-
-    def _sample_mean_value(self, params: _Params) -> torch.Tensor:
-        if not self.hard:  # as in Pixyz: the relaxed distribution's own mean has no closed form
-            raise _no_relaxed_mean(self)
-        return self._mean(params)
-
-    def _variance(self, params: _Params) -> torch.Tensor:
-        p = self._mean(params)
-        return p * (1 - p)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f"\nhard={self.hard}"
 
 
 register_kl(RelaxedCategorical, Categorical)(_kl_categorical_categorical)
