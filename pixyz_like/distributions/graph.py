@@ -1,15 +1,51 @@
-"""The directed graph of a distribution's factors, drawable as Graphviz DOT text (no dependency)."""
+"""The directed graph of a distribution's factors: the order in which a product samples and scores them
+(:func:`sampling_order`), and its drawing as Graphviz DOT text (no dependency)."""
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._latex import convert_latex_name
 from .._options import check_options
+from ..errors import GraphError
 from ..utils import tolist
 
-__all__ = ["DistributionGraph", "Factor"]
+__all__ = ["DistributionGraph", "Factor", "sampling_order"]
+
+def sampling_order(factors: Sequence[Any]) -> tuple[list[int], dict[str, Any]]:
+    """The order in which a product of ``factors`` draws them, parents first, and each variable's factor.
+
+    A variable produced by two factors, or factors that condition on each other in a cycle, make no
+    directed graph: both raise :class:`~pixyz_like.errors.GraphError` naming the factors.
+
+    >>> from pixyz_like.distributions import Normal
+    >>> px = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+    >>> pz = Normal(loc=0., scale=1., var=["z"])
+    >>> sampling_order([px, pz])[0]
+    [1, 0]
+    """
+    producers: dict[str, Any] = {}
+    for f in factors:
+        for v in f.var:
+            if v in producers:
+                raise GraphError(
+                    f"cannot multiply: variable {v!r} is produced by both {producers[v].prob_text} and "
+                    f"{f.prob_text}; rename one with replace_var"
+                )
+            producers[v] = f
+    sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
+    for i, f in enumerate(factors):
+        deps = [j for j, g in enumerate(factors) if j != i and set(f.cond_var) & set(g.var)]
+        sorter.add(i, *deps)
+    try:
+        order = list(sorter.static_order())
+    except graphlib.CycleError as e:
+        cycle = " -> ".join(factors[i].prob_text for i in e.args[1])
+        raise GraphError(f"cannot multiply: the factors form a cycle ({cycle})") from e
+    return order, producers
+
 
 #: The sampling options a factor of a product can be given with :meth:`DistributionGraph.set_option`.
 FACTOR_OPTIONS = ("batch_n", "sample_shape", "reparam", "sample_mean")

@@ -2,12 +2,11 @@ r"""Composite distributions: products (``p * q``), renamed variables and margina
 
 A product is a directed acyclic graph of atomic factors. It is checked when built: a variable
 produced by two factors or a cycle is refused at once, not at sampling time. Factors are sampled
-and scored in topological order (:mod:`graphlib`).
+and scored in topological order (:func:`~pixyz_like.distributions.graph.sampling_order`).
 """
 
 from __future__ import annotations
 
-import graphlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -21,6 +20,7 @@ from .._latex import convert_latex_name
 from ..errors import GraphError, NotDefinedError, ShapeError
 from ..utils import tolist
 from .distributions import Distribution, DistributionBase
+from .graph import sampling_order
 from .protocol import SampleSpec, ScoreSpec
 
 __all__ = ["MultiplyDistribution", "ReplaceVarDistribution", "MarginalizeVarDistribution", "Underlying", "underlying"]
@@ -72,24 +72,7 @@ class MultiplyDistribution(Distribution):
         return obj
 
     def _setup(self, factors: list[Distribution], name: str, var_order: Sequence[str] | None) -> None:
-        producers: dict[str, Distribution] = {}
-        for f in factors:
-            for v in f.var:
-                if v in producers:
-                    raise GraphError(
-                        f"cannot multiply: variable {v!r} is produced by both {producers[v].prob_text} and "
-                        f"{f.prob_text}; rename one with replace_var"
-                    )
-                producers[v] = f
-        sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
-        for i, f in enumerate(factors):
-            deps = [j for j, g in enumerate(factors) if j != i and set(f.cond_var) & set(g.var)]
-            sorter.add(i, *deps)
-        try:
-            order = list(sorter.static_order())
-        except graphlib.CycleError as e:
-            cycle = " -> ".join(factors[i].prob_text for i in e.args[1])
-            raise GraphError(f"cannot multiply: the factors form a cycle ({cycle})") from e
+        order, producers = sampling_order(factors)
         ordered = [factors[i] for i in order]
         var = list(dict.fromkeys(list(var_order or []) + [v for f in factors for v in f.var]))
         cond = list(dict.fromkeys(v for f in ordered for v in f.cond_var if v not in producers))
