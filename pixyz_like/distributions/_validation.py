@@ -283,9 +283,14 @@ def check(
         if probe is None or not t.is_cpu or not t.numel():
             rest.append(item)
             continue
-        # On the CPU reading a number back is cheap: one aminmax and two reads per tensor.
-        mn, mx = torch.aminmax(t.detach())
-        if not probe.holds(mn.item(), mx.item(), t):
+        # On the CPU reading a number back is cheap: one read for a single number (a parameter given
+        # as a Python number, a scalar constant), else one aminmax and two reads per tensor.
+        if t.numel() == 1:
+            mn = mx = t.item()
+        else:
+            lo, hi = torch.aminmax(t.detach())
+            mn, mx = lo.item(), hi.item()
+        if not probe.holds(mn, mx, t):
             _fail(owner, error, describe(item[0]), c, t, probe)
     if rest:
         _check_all(owner, rest, error, describe)

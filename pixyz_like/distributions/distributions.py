@@ -543,6 +543,13 @@ class DistributionBase(Distribution):
     """
 
     params_keys: tuple[str, ...] = ()
+    #: Whether the class computes its parameters with its own ``_get_params`` (a product of experts, a
+    #: mixture posterior): set for each class when it is defined, read by ``_params_and_shape``.
+    _params_overridden = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._params_overridden = cls._get_params is not DistributionBase._get_params
     event_ndim = 0
     #: the equivalent :mod:`torch.distributions` class, used as the fallback for the maths.
     distribution_torch_class: type | None = None
@@ -662,7 +669,7 @@ class DistributionBase(Distribution):
         A subclass that computes its parameters otherwise (overriding ``_get_params``) gets the shape of
         what it returns; the usual path computes both once per evaluation and memoises them together.
         """
-        if type(self)._get_params is not DistributionBase._get_params:
+        if self._params_overridden:
             params = self._get_params(x_dict, ctx)
             return params, self._checked_shape(params)
         inputs = tuple(x_dict[v] for v in self._cond_var)
@@ -687,9 +694,9 @@ class DistributionBase(Distribution):
                 f"{self._owner()}: the parameters are {got}, but a {self.distribution_name} expects "
                 f"{self._expected_keys_text()} (from forward(), constants or conditioning variables)"
             )
-        checked = self._as_tensors(params, inputs, from_forward)
+        self._as_tensors(params, inputs, from_forward)
         shape = self._check_param_shapes(params, inputs, from_forward)
-        self._validate_params(params, from_forward, checked)
+        self._validate_params(params, from_forward)
         out = (params, shape)
         if ctx is not None:
             ctx.memo.put(self, inputs, out)
@@ -704,13 +711,12 @@ class DistributionBase(Distribution):
 
     def _as_tensors(
         self, params: dict[str, Any], inputs: tuple[Any, ...], from_forward: tuple[str, ...]
-    ) -> tuple[str, ...]:
+    ) -> None:
         """Make every parameter a floating tensor, in place: plain numbers (Pixyz lets ``forward``
         return them) become 0-dim tensors of the dtype and device of the first tensor parameter (or
         input), so they broadcast like torch.distributions' numbers; integer or bool tensors become
-        floating. Returns the keys of the numbers whose domain was checked here, in Python."""
+        floating."""
         ref = None
-        checked: tuple[str, ...] = ()
         for key, value in params.items():
             if isinstance(value, torch.Tensor):
                 if value.is_floating_point():
@@ -723,16 +729,11 @@ class DistributionBase(Distribution):
                     ref = self._reference_tensor(params, inputs)
                 dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
                 params[key] = torch.scalar_tensor(float(value), dtype=dtype, device=ref.device)  # 4x torch.tensor
-                support = self.param_support.get(key)
-                probe = support.single if support is not None else None
-                if probe is not None and probe.holds(float(value), float(value), params[key]):
-                    checked += (key,)  # a number within its bounds needs no tensor reduction
             else:
                 raise ParameterError(
                     f"{self._owner()}: {self._param_source(key, from_forward)} must be a tensor or a number, "
                     f"got {type(value).__name__}"
                 )
-        return checked
 
     def _check_param_shapes(self, params: dict[str, torch.Tensor], inputs: tuple[Any, ...],
                             from_forward: tuple[str, ...]) -> torch.Size:
@@ -778,17 +779,14 @@ class DistributionBase(Distribution):
         given = next((v for v in inputs if isinstance(v, torch.Tensor)), None)
         return given if given is not None else torch.zeros(())
 
-    def _validate_params(
-        self, params: dict[str, torch.Tensor], from_forward: tuple[str, ...], checked: tuple[str, ...] = ()
-    ) -> None:
+    def _validate_params(self, params: dict[str, torch.Tensor], from_forward: tuple[str, ...]) -> None:
         """Check each parameter against its domain, but the constants (checked when given: they are
-        buffers, nothing trains them) and the ``checked`` numbers."""
+        buffers, nothing trains them)."""
         if not _validation.validation_enabled():
             return
         # Constants were checked when given, and are buffers: nothing trains them between calls.
         support, buffers = self.param_support, self._buffers
-        items = [(k, t, support[k]) for k, t in params.items()
-                 if k in support and t is not buffers.get(k) and k not in checked]
+        items = [(k, t, support[k]) for k, t in params.items() if k in support and t is not buffers.get(k)]
         if items:
             _validation.check(self._owner, items, ParameterError, lambda k: self._param_source(k, from_forward))
 
@@ -845,12 +843,9 @@ class DistributionBase(Distribution):
             shape = torch.Size((batch_n,)) + shape[1:]
         return shape
 
-    def _n_feat(self, params: dict[str, torch.Tensor]) -> int | None:
-        """Number of feature dimensions, from ``features_shape`` or the ``(batch, *features)`` params."""
-        return self._n_feat_of(broadcast_shapes([p.shape for p in params.values()]))
-
     def _n_feat_of(self, shape: torch.Size) -> int | None:
-        """Number of feature dimensions of parameters of broadcast shape ``shape`` (see :meth:`_n_feat`)."""
+        """Number of feature dimensions of parameters of broadcast shape ``shape``: from
+        ``features_shape``, else from the ``(batch, *features)`` shape."""
         if len(self._features_shape):
             return len(self._features_shape)
         n = len(shape) - 1 - self.event_ndim
@@ -947,10 +942,16 @@ class DistributionBase(Distribution):
         x_dict = self._as_dict(x_dict, "get_entropy")
         self._require(x_dict, self.input_var, "get_entropy")
         params, shape = self._params_and_shape(x_dict, None)
+        return self._entropy_per_point(params, shape, ScoreSpec.of(sum_features, feature_dims))
+
+    def _entropy_per_point(self, params: dict[str, torch.Tensor], shape: torch.Size, spec: ScoreSpec) -> torch.Tensor:
+        """The closed-form entropy of parameters of broadcast ``shape``, one value per data point even
+        when it depends only on a constant (Normal's ``scale``), summed as ``spec`` says."""
         h = self._entropy(params)
-        # One value per data point even when the entropy depends only on a constant (Normal's scale).
-        h = h.expand(shape[: len(shape) - self.event_ndim]) if h.ndim < len(shape) - self.event_ndim else h
-        return reduce_features(h, self._n_feat_of(shape), ScoreSpec.of(sum_features, feature_dims))
+        n = len(shape) - self.event_ndim
+        if h.ndim < n or (h.ndim == n and h.shape != shape[:n]):
+            h = h.expand(shape[:n])
+        return reduce_features(h, self._n_feat_of(shape), spec)
 
     def sample_mean(self, x_dict: Mapping[str, Any] | None = None) -> torch.Tensor:
         x_dict = self._as_dict(x_dict, "sample_mean")
