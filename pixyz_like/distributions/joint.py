@@ -375,13 +375,25 @@ class Underlying:
         >>> underlying(p.replace_var(z="y")).params({"y": torch.ones(1, 1)}, None)["loc"]
         tensor([[1.]])
         """
+        return self.params_and_shape(x_dict, ctx)[0]
+
+    def params_and_shape(
+        self, x_dict: Mapping[str, Any], ctx: EvalContext | None
+    ) -> tuple[dict[str, torch.Tensor], torch.Size]:
+        """The parameters of ``base`` and their checked broadcast shape, memoised together in ``ctx``.
+
+        >>> from pixyz_like.distributions import Normal
+        >>> p = Normal(loc="z", scale=1., var=["x"], cond_var=["z"])
+        >>> underlying(p).params_and_shape({"z": torch.ones(3, 2)}, None)[1]
+        torch.Size([3, 2])
+        """
         base = self.base
         if not isinstance(base, DistributionBase):
             raise NotDefinedError(
                 f"{base._owner()}: a {type(base).__name__} is not a parametric family, so it has no parameters "
                 "to compute"
             )
-        return base._get_params(self.inputs(x_dict), ctx)
+        return base._params_and_shape(self.inputs(x_dict), ctx)
 
 
 def _through(views: Sequence[ReplaceVarDistribution], name: str) -> str | None:

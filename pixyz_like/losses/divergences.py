@@ -115,24 +115,26 @@ class KullbackLeibler(Divergence):
         if self._closed is None:  # refused when evaluated: programs build KLs they never evaluate
             raise self._not_defined()
         fp, fq, closed_form = self._closed
-        params_p = self._under_p.params(x_dict, ctx)
-        params_q = self._under_q.params(x_dict, ctx)
-        self._check_shapes(params_p, params_q)
+        # Each family's parameters come with their broadcast shape, checked and memoised with them.
+        params_p, shape_p = self._under_p.params_and_shape(x_dict, ctx)
+        params_q, shape_q = self._under_q.params_and_shape(x_dict, ctx)
+        self._check_shapes(params_p, shape_p, params_q, shape_q)
         kl = closed_form(params_p, params_q)
         if self.dim is not None:
             dims = (self.dim,) if isinstance(self.dim, int) else tuple(self.dim)
             return kl.sum(dim=dims), {}
-        n_p, n_q = fp._n_feat(params_p), fq._n_feat(params_q)
+        n_p, n_q = fp._n_feat_of(shape_p), fq._n_feat_of(shape_q)
         n_feat = None if n_p is None and n_q is None else max(n for n in (n_p, n_q) if n is not None)
         return reduce_features(kl, n_feat, SUMMED), {}
 
-    def _check_shapes(self, params_p: _Params, params_q: _Params) -> None:
-        """The two distributions' parameters must broadcast (same features, compatible batches)."""
-        shapes_p = [v.shape for v in params_p.values() if isinstance(v, torch.Tensor)]
-        shapes_q = [v.shape for v in params_q.values() if isinstance(v, torch.Tensor)]
+    def _check_shapes(self, params_p: _Params, shape_p: torch.Size, params_q: _Params, shape_q: torch.Size) -> None:
+        """The two distributions' parameters must broadcast (same features, compatible batches); each
+        side's own parameters already broadcast to its ``shape``."""
         try:
-            broadcast_shapes(shapes_p + shapes_q)
+            broadcast_shapes([shape_p, shape_q])
         except RuntimeError as e:
+            shapes_p = [v.shape for v in params_p.values()]
+            shapes_q = [v.shape for v in params_q.values()]
             raise ShapeError(
                 f"KullbackLeibler({self.p.prob_text}, {self.q.prob_text}): the parameters of "
                 f"{self.p.prob_text} have shapes {[tuple(s) for s in shapes_p]} and those of {self.q.prob_text} "

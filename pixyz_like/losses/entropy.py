@@ -10,7 +10,7 @@ import torch
 from .._context import EvalContext
 from ..distributions.distributions import Distribution, DistributionBase
 from ..distributions.joint import underlying
-from ..distributions.protocol import SUMMED, reduce_features
+from ..distributions.protocol import SUMMED
 from ..errors import NotDefinedError
 from .divergences import KullbackLeibler
 from .losses import Expectation, Loss
@@ -58,8 +58,8 @@ class Entropy(Loss):
                 f"Entropy({self.p.prob_text}): {fam.distribution_name or type(fam).__name__} is not a parametric "
                 "family, so its entropy has no closed form; use analytical=False (Monte Carlo)"
             )
-        params = self._under.params(x_dict, ctx)
-        return reduce_features(fam._entropy(params), fam._n_feat(params), SUMMED), {}
+        params, shape = self._under.params_and_shape(x_dict, ctx)
+        return fam._entropy_per_point(params, shape, SUMMED), {}
 
 
 def CrossEntropy(p: Distribution, q: Distribution, analytical: bool = False,

@@ -29,6 +29,17 @@ def test_entropy_from_a_constant_scale_has_one_value_per_data_point() -> None:
     torch.testing.assert_close(h, td.Normal(y, 0.5).entropy().sum(-1))
 
 
+def test_entropy_loss_from_a_constant_scale_has_one_value_per_data_point() -> None:
+    """The analytic Entropy loss shares get_entropy's rule: a sum over the batch counts every point."""
+    from pixyz_like.losses import Entropy
+
+    q = Normal(loc="y", scale=0.5, var=["x"], cond_var=["y"])
+    y = torch.zeros(5, 3)
+    expected = td.Normal(torch.zeros(5, 3), 0.5).entropy().sum(-1)
+    torch.testing.assert_close(Entropy(q).eval({"y": y}), expected)
+    torch.testing.assert_close(Entropy(q).sum().eval({"y": y}), expected.sum())
+
+
 def test_assigning_a_constant_outside_its_domain_is_refused() -> None:
     p = Normal(loc=0.0, scale=1.0, var=["x"])
     with pytest.raises(ParameterError, match="'scale'"):
