@@ -315,6 +315,27 @@ def _fail(owner: str | Callable[[], str], error: type[Exception], what: str, c: 
         raise error(f"{_text(owner)}: {what} must be {c.text}, but {found}")
 
 
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry of ``t`` is finite, in one reduction and one read (``True`` while validation
+    is off or inside :func:`torch.compile`).
+
+    >>> all_finite(torch.tensor([0.0, -1.0])), all_finite(torch.tensor([0.0, float("nan")]))
+    (True, False)
+    """
+    if not _ENABLED[0] or torch.compiler.is_compiling() or not t.numel():
+        return True
+    t = t.detach()
+    if t.numel() == 1:
+        return math.isfinite(t.item())
+    if t.is_cpu:
+        lo, hi = torch.aminmax(t)
+        return -_INF < lo.item() and hi.item() < _INF
+    return bool(torch.isfinite(t).all().item())
+
+
+__all__ += ["all_finite"]
+
+
 def check_value(owner: str | Callable[[], str], var: str, value: torch.Tensor, support: Constraint | None) -> None:
     """Check a scored value against its family's support; raise :class:`~pixyz_like.errors.SupportError`.
 

@@ -505,6 +505,18 @@ def _promote(params: dict[str, torch.Tensor], value: torch.Tensor) -> tuple[dict
     return params, value
 
 
+class _ParamEntry:
+    """A family's parameters for one set of inputs, as memoised in an evaluation: the parameters, their
+    checked broadcast shape, the keys ``forward`` gave (for messages) and whether their domains were
+    checked."""
+
+    __slots__ = ("params", "shape", "from_forward", "validated")
+
+    def __init__(self, params: dict[str, torch.Tensor], shape: torch.Size, from_forward: tuple[str, ...],
+                 validated: bool) -> None:
+        self.params, self.shape, self.from_forward, self.validated = params, shape, from_forward, validated
+
+
 class DistributionBase(Distribution):
     r"""Base of parametric families (Normal, Bernoulli, ...).
 
@@ -546,10 +558,22 @@ class DistributionBase(Distribution):
     #: Whether the class computes its parameters with its own ``_get_params`` (a product of experts, a
     #: mixture posterior): set for each class when it is defined, read by ``_params_and_shape``.
     _params_overridden = False
+    #: Whether the log-density is NaN or infinite whenever a parameter is outside its domain or the
+    #: value outside its support (Normal: a negative scale gives log(scale) = NaN, a NaN or infinite
+    #: loc or value an infinite or NaN z). Then, while validation is on, scoring checks one tensor, the
+    #: log-density, and looks at the parameters and the value only when it is not finite (to name the
+    #: culprit); a finite log-density proves them valid. Declared by the class whose maths it
+    #: describes; a subclass changing the maths or the domains loses it unless it declares it again.
+    _score_flags_invalid = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._params_overridden = cls._get_params is not DistributionBase._get_params
+        own = cls.__dict__
+        if "_score_flags_invalid" not in own and any(
+            k in own for k in ("_log_prob_value", "param_support", "_value_support", "_get_params")
+        ):
+            cls._score_flags_invalid = False
     event_ndim = 0
     #: the equivalent :mod:`torch.distributions` class, used as the fallback for the maths.
     distribution_torch_class: type | None = None
@@ -672,15 +696,25 @@ class DistributionBase(Distribution):
         if self._params_overridden:
             params = self._get_params(x_dict, ctx)
             return params, self._checked_shape(params)
+        entry = self._param_entry(x_dict, ctx, True)
+        return entry.params, entry.shape
+
+    def _param_entry(self, x_dict: Mapping[str, Any], ctx: EvalContext | None, validate: bool) -> _ParamEntry:
+        """The parameters with their checked shape, memoised in ``ctx``; their domains are checked when
+        ``validate`` (at once, or when a later reader of the memo asks)."""
         inputs = tuple(x_dict[v] for v in self._cond_var)
         if ctx is not None:
             hit = ctx.memo.get(self, inputs)
             if hit is not None:
+                if validate and not hit.validated:
+                    self._validate_params(hit.params, hit.from_forward)
+                    hit.validated = True
                 return hit
+        named = dict(zip(self._cond_var, inputs))
         if inputs:
-            _check_inputs(self._owner, dict(zip(self._cond_var, inputs)), self._custom_forward,
+            _check_inputs(self._owner, named, self._custom_forward,
                           "forward()" if self._custom_forward else "its parameters")
-        params = self._call_forward(inputs) if self._custom_forward else {}
+        params = self._call_forward(named) if self._custom_forward else {}
         from_forward = tuple(params)
         for key, var in self._param_vars.items():
             params.setdefault(key, x_dict[var])
@@ -696,8 +730,9 @@ class DistributionBase(Distribution):
             )
         self._as_tensors(params, inputs, from_forward)
         shape = self._check_param_shapes(params, inputs, from_forward)
-        self._validate_params(params, from_forward)
-        out = (params, shape)
+        if validate:
+            self._validate_params(params, from_forward)
+        out = _ParamEntry(params, shape, from_forward, validate)
         if ctx is not None:
             ctx.memo.put(self, inputs, out)
         return out
@@ -794,8 +829,7 @@ class DistributionBase(Distribution):
         """The support of the variable (``None``: not checked)."""
         return None
 
-    def _call_forward(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        kwargs = dict(zip(self._cond_var, inputs))
+    def _call_forward(self, kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
         out = call_user_function(self._owner, self.forward, "forward", (), kwargs)
         if not isinstance(out, Mapping):
             raise ParameterError(
@@ -926,16 +960,25 @@ class DistributionBase(Distribution):
         return value
 
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
-        params, shape = self._params_and_shape(x_dict, ctx)
+        validating = _validation.validation_enabled()
+        if self._params_overridden:
+            entry = _ParamEntry(*self._params_and_shape(x_dict, ctx), (), True)
+        else:  # with a self-checking score, the domains are checked through the log-density (below)
+            entry = self._param_entry(x_dict, ctx, not self._score_flags_invalid)
+        params, shape = entry.params, entry.shape
         given = self._check_value(params, shape, x_dict[self._var[0]])
         params, value = _promote(params, given)
-        if _validation.validation_enabled():
-            # A floating value is checked in its own dtype (a bfloat16 sample on the simplex sums to 1
-            # within bfloat16's rounding, not float32's); bool and integer values once made floating.
-            checked = given if given.is_floating_point() else value
+        # A floating value is checked in its own dtype (a bfloat16 sample on the simplex sums to 1
+        # within bfloat16's rounding, not float32's); bool and integer values once made floating.
+        checked = given if given.is_floating_point() else value
+        if validating and entry.validated:
             _validation.check_value(self._owner, self._var[0], checked, self._value_support())
-        lp = self._log_prob_value(params, value)
-        return reduce_features(lp, self._n_feat_of(shape), spec)
+        lp = reduce_features(self._log_prob_value(params, value), self._n_feat_of(shape), spec)
+        if validating and not entry.validated and not _validation.all_finite(lp):
+            # Name what made it NaN or infinite; if nothing did (an overflow), the value stands.
+            self._validate_params(entry.params, entry.from_forward)
+            _validation.check_value(self._owner, self._var[0], checked, self._value_support())
+        return lp
 
     def get_entropy(self, x_dict: Mapping[str, Any] | None = None, sum_features: bool = True,
                     feature_dims: Sequence[int] | None = None) -> torch.Tensor:

@@ -46,6 +46,16 @@ _LOG_2 = math.log(2.0)
 _Params = dict[str, torch.Tensor]
 
 
+def _plain_number(t: torch.Tensor) -> float | None:
+    """The value of a one-number CPU tensor that nothing differentiates (a scale given as ``1.0``), as
+    a positive finite Python float, so the maths can take it as a number (read in 0.4 us, no device
+    synchronisation); ``None`` otherwise, and inside :func:`torch.compile` (no graph break)."""
+    if t.ndim or t.requires_grad or not t.is_cpu or torch.compiler.is_compiling():
+        return None
+    v = t.item()
+    return v if 0.0 < v < math.inf else None  # (an invalid scale, unvalidated: torch's NaN path)
+
+
 class Normal(DistributionBase):
     r"""Gaussian with mean ``loc`` and standard deviation ``scale``, independent over features.
 
@@ -68,6 +78,9 @@ class Normal(DistributionBase):
     has_reparam = True
     distribution_torch_class = torch.distributions.Normal
     param_support = {"loc": FINITE, "scale": POSITIVE}
+    # A NaN or infinite loc or value, or a scale <= 0, NaN or infinite, makes the log-density NaN or
+    # infinite (tests/distributions/test_validation.py checks each case): scoring checks it alone.
+    _score_flags_invalid = True
 
     def _value_support(self) -> Constraint | None:
         return FINITE
@@ -85,6 +98,11 @@ class Normal(DistributionBase):
 
     def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         loc, scale = params["loc"], params["scale"]
+        s = _plain_number(scale)
+        if s is not None:  # one number (``scale=1.0`` from forward, a scalar constant): 3 to 4 tensor ops
+            z = value - loc if s == 1.0 else (value - loc) / s
+            return torch.addcmul(torch.scalar_tensor(-(math.log(s) + _HALF_LOG_2PI), dtype=z.dtype, device=z.device),
+                                 z, z, value=-0.5)
         z = (value - loc) / scale  # standardised first: a tiny scale does not overflow (z * z) / scale**2
         # -(log(scale) + log(2 pi) / 2 + z^2 / 2): the constant part on scale's (often smaller) shape; the
         # in-place steps touch only fresh results that autograd does not keep (torch.rsub is slower).
@@ -93,10 +111,11 @@ class Normal(DistributionBase):
     def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         loc, scale = params["loc"], params["scale"]
         eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
+        s = _plain_number(scale)
         if reparam or not (loc.requires_grad or scale.requires_grad):
-            return torch.addcmul(loc, scale, eps)
+            return torch.addcmul(loc, scale, eps) if s is None else torch.add(loc, eps, alpha=s)
         with torch.no_grad():
-            return torch.addcmul(loc, scale, eps)
+            return torch.addcmul(loc, scale, eps) if s is None else torch.add(loc, eps, alpha=s)
 
     def _entropy(self, params: _Params) -> torch.Tensor:
         return 0.5 + _HALF_LOG_2PI + params["scale"].log()

@@ -315,8 +315,7 @@ def test_a_nan_in_the_data_is_found_where_it_is_scored():
 _CHECK: Callable = pixyz_like.distributions._validation.check
 
 
-def test_one_host_read_per_parameter_on_the_cpu_path(monkeypatch):
-    """The default path reads back only the minimum and maximum of each tensor."""
+def _aminmax_calls(monkeypatch) -> list:
     calls = []
     real = torch.aminmax
 
@@ -325,9 +324,56 @@ def test_one_host_read_per_parameter_on_the_cpu_path(monkeypatch):
         return real(t, *a, **k)
 
     monkeypatch.setattr(torch, "aminmax", counting)
-    case = CASES[0]  # Normal: loc and scale, and the value
+    return calls
+
+
+def test_one_host_read_per_parameter_on_the_cpu_path(monkeypatch):
+    """The default path reads back only the minimum and maximum of each tensor."""
+    calls = _aminmax_calls(monkeypatch)
+    case = CASES[2]  # Bernoulli: probs, and the value
+    assert case.cls is Bernoulli
     case.dist().get_log_prob({"x": case.value, **case.inputs()})
-    assert calls == [torch.Size([2, 3])] * 3
+    assert calls == [torch.Size([2, 3])] * 2
+
+
+def test_a_self_checking_score_reads_only_the_log_density(monkeypatch):
+    """Normal's log-density is NaN or infinite whenever loc, scale or the value is invalid, so scoring
+    checks the (batch,) log-density alone; sampling still checks every parameter."""
+    calls = _aminmax_calls(monkeypatch)
+    case = CASES[0]
+    assert case.cls is Normal
+    case.dist().get_log_prob({"x": case.value, **case.inputs()})
+    assert calls == [torch.Size([2])]
+    calls.clear()
+    case.dist().sample(case.inputs())
+    assert calls == [torch.Size([2, 3])] * 2
+
+
+_INVALID_NORMAL = {"loc": [NAN, INF, -INF], "scale": [NAN, INF, -INF, 0.0, -1.0, -1e-30], "x": [NAN, INF, -INF]}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("what", sorted(_INVALID_NORMAL))
+def test_the_normal_log_density_is_not_finite_wherever_an_input_is_invalid(what, dtype):
+    """The property Normal's self-checking score rests on (``_score_flags_invalid``), over invalid
+    entries next to extreme valid ones (tiny and huge scales, far values), with validation off."""
+    valid = {"loc": torch.tensor([0.0, 1e30, -3.0, 0.0]), "scale": torch.tensor([1.0, 1e-30, 1e30, 1e-3]),
+             "x": torch.tensor([0.0, 1e30, 5.0, -1e-3])}
+    p = Normal(loc="loc", scale="scale", var=["x"], cond_var=["loc", "scale"])
+    with pixyz_like.set_validation(False):
+        for bad in _INVALID_NORMAL[what]:
+            for i in range(4):
+                inputs = {k: v.to(dtype).clone().reshape(1, 4) for k, v in valid.items()}
+                inputs[what][0, i] = bad
+                lp = p.get_log_prob(inputs, sum_features=False)
+                assert not torch.isfinite(lp[0, i]), (what, bad, i, lp)
+
+
+def test_an_overflowing_normal_log_density_of_valid_inputs_stands():
+    """A log-density that is -inf only through overflow (z = 1e30 squared in float32) is not an error."""
+    p = Normal(loc="y", scale=1e-10, var=["x"], cond_var=["y"])
+    lp = p.get_log_prob({"x": torch.tensor([[1e30]]), "y": torch.zeros(1, 1)})
+    assert torch.equal(lp, torch.tensor([-INF]))
 
 
 def test_the_accelerator_path_reads_every_extremum_in_one_transfer():
