@@ -132,18 +132,42 @@ def test_fit_refuses_a_non_finite_gradient_before_the_step():
 
 
 def test_the_finiteness_check_is_one_fused_reduction(monkeypatch):
-    """The happy path computes the gradients' norms in one fused call (none more when norm clipping
-    already did) and no per-parameter test."""
+    """The happy path checks every gradient and the loss in one fused call (GradScaler's overflow
+    check, with a scale of 1), no per-parameter test; with norm clipping, the clipping's norm serves."""
     model, _ = small_vae()
-    calls = []
-    real = torch._foreach_norm
-    monkeypatch.setattr(torch, "_foreach_norm", lambda g, *a, **k: (calls.append(len(g)), real(g, *a, **k))[1])
+    norms, checks = [], []
+    real_norm, real_check = torch._foreach_norm, torch._amp_foreach_non_finite_check_and_unscale_
+    monkeypatch.setattr(torch, "_foreach_norm", lambda g, *a, **k: (norms.append(len(g)), real_norm(g, *a, **k))[1])
+    monkeypatch.setattr(torch, "_amp_foreach_non_finite_check_and_unscale_",
+                        lambda g, *a, **k: (checks.append(len(g)), real_check(g, *a, **k))[1])
     model.train({"x": binary()})
-    assert calls == [len(list(model.distributions.parameters()))]
-    calls.clear()
+    n = len(list(model.distributions.parameters()))
+    assert (norms, checks) == ([], [n + 1])
+    norms.clear(), checks.clear()
     model.clip_norm = 10.0
     model.train({"x": binary()})
-    assert calls == [len(list(model.distributions.parameters()))]  # the clipping's own
+    assert (norms, checks) == ([n], [])  # the clipping's own
+
+
+def test_the_fused_finiteness_check_leaves_the_gradients_unchanged(monkeypatch):
+    """The check multiplies by 1 in place: the step taken is the one the gradients ask for."""
+    model, _ = small_vae()
+    seen = {}
+    real_step = model.optimizer.step
+
+    def step(*a, **k):
+        seen.update({i: p.grad.clone() for i, p in enumerate(model.distributions.parameters())})
+        return real_step(*a, **k)
+
+    x = binary()
+    torch.manual_seed(3)
+    model.loss_cls.eval({"x": x}).backward()
+    expected = {i: p.grad.clone() for i, p in enumerate(model.distributions.parameters())}
+    monkeypatch.setattr(model.optimizer, "step", step)
+    torch.manual_seed(3)
+    model.train({"x": x})
+    assert seen.keys() == expected.keys()
+    assert all(torch.equal(seen[i], expected[i]) for i in expected)
 
 
 # ---------------------------------------------------------------------- cause 4: clipping thresholds
