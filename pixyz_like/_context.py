@@ -32,13 +32,18 @@ class EvalContext:
     (3, True, True)
     """
 
-    __slots__ = ("memo", "recorder", "options", "_drawn")
+    __slots__ = ("memo", "recorder", "options", "_drawn", "scoring_factor", "deferred_checks")
 
     def __init__(self, options: Mapping[str, Any] | None = None, recorder: TermRecorder | None = None) -> None:
         self.memo = ParamMemo()
         self.recorder = recorder
         self.options: Mapping[str, Any] = options or _NO_OPTIONS
         self._drawn: dict[int, tuple[object, list[Any]]] | None = None
+        #: While a joint adds up its factors' log-densities: the factor it is scoring, and the checks
+        #: its factors left to the total (a self-checking score, see ``DistributionBase``: the sum is
+        #: finite only if each part is, so one check of the total does for all of them).
+        self.scoring_factor: object | None = None
+        self.deferred_checks: list[Any] | None = None
 
     def drawn(self, owner: object) -> list[Any]:
         """The list of records ``owner`` made while drawing in this evaluation (empty at first)."""

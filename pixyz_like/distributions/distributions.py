@@ -974,11 +974,18 @@ class DistributionBase(Distribution):
         if validating and entry.validated:
             _validation.check_value(self._owner, self._var[0], checked, self._value_support())
         lp = reduce_features(self._log_prob_value(params, value), self._n_feat_of(shape), spec)
-        if validating and not entry.validated and not _validation.all_finite(lp):
-            # Name what made it NaN or infinite; if nothing did (an overflow), the value stands.
-            self._validate_params(entry.params, entry.from_forward)
-            _validation.check_value(self._owner, self._var[0], checked, self._value_support())
+        if validating and not entry.validated:
+            if ctx.scoring_factor is self and ctx.deferred_checks is not None:
+                ctx.deferred_checks.append((self, entry, checked))  # the joint checks its total
+            elif not _validation.all_finite(lp):
+                self._name_invalid(entry, checked)
         return lp
+
+    def _name_invalid(self, entry: _ParamEntry, value: torch.Tensor) -> None:
+        """After a self-checking log-density came out NaN or infinite: raise the named error for the
+        parameter or value that made it so; if none did (an overflow), return and let the value stand."""
+        self._validate_params(entry.params, entry.from_forward)
+        _validation.check_value(self._owner, self._var[0], value, self._value_support())
 
     def get_entropy(self, x_dict: Mapping[str, Any] | None = None, sum_features: bool = True,
                     feature_dims: Sequence[int] | None = None) -> torch.Tensor:

@@ -19,6 +19,7 @@ from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..errors import GraphError, NotDefinedError, ShapeError
 from ..utils import tolist
+from ._validation import all_finite
 from .distributions import Distribution, DistributionBase
 from .graph import sampling_order
 from .protocol import SampleSpec, ScoreSpec
@@ -166,19 +167,37 @@ class MultiplyDistribution(Distribution):
                     v = repeat_batch(v, n)
                 work[k] = v
             x_dict = work
-        total: torch.Tensor | None = None
-        for f in self.factors():
-            lp = f._log_prob(x_dict, ctx=ctx, spec=spec)
-            if total is not None and not spec.sum_features and lp.shape != total.shape:
-                raise NotDefinedError(
-                    f"{self._owner()}: with sum_features=False the factors' log-densities must have one shape to "
-                    f"be added, got {tuple(total.shape)} and {tuple(lp.shape)} ({f.prob_text}); use "
-                    "sum_features=True, or score each factor separately"
-                )
-            total = lp if total is None else total + lp
-        assert total is not None  # a joint has at least two factors
+        total = self._factors_total(x_dict, ctx, spec)
         if n > 1 or len(sample_shape):
             total = total.reshape(*sample_shape, batch, *total.shape[1:])
+        return total
+
+    def _factors_total(self, x_dict: dict[str, Any], ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
+        """The sum of the factors' log-densities. The factors whose score checks itself leave their
+        check to this total (finite only if every term is): one check for the joint, and a factor is
+        looked at only when the total is not finite, to name what made it so."""
+        # (Saved and restored: a joint scored inside another's factor checks its own total.)
+        saved = ctx.scoring_factor, ctx.deferred_checks
+        pending: list[Any] = []
+        ctx.deferred_checks = pending
+        total: torch.Tensor | None = None
+        try:
+            for f in self.factors():
+                ctx.scoring_factor = f
+                lp = f._log_prob(x_dict, ctx=ctx, spec=spec)
+                if total is not None and not spec.sum_features and lp.shape != total.shape:
+                    raise NotDefinedError(
+                        f"{self._owner()}: with sum_features=False the factors' log-densities must have one shape "
+                        f"to be added, got {tuple(total.shape)} and {tuple(lp.shape)} ({f.prob_text}); use "
+                        "sum_features=True, or score each factor separately"
+                    )
+                total = lp if total is None else total + lp
+        finally:
+            ctx.scoring_factor, ctx.deferred_checks = saved
+        assert total is not None  # a joint has at least two factors
+        if pending and not all_finite(total):
+            for f, entry, value in pending:
+                f._name_invalid(entry, value)
         return total
 
     def _value_sample_shape(self, x_dict: Mapping[str, Any]) -> tuple[torch.Size, int]:

@@ -107,6 +107,8 @@ def reduce_features(lp: torch.Tensor, n_feat: int | None, spec: ScoreSpec) -> to
         return lp.sum(dim=dims) if len(dims) else lp
     if n_feat is None:
         return lp.sum(dim=tuple(range(1, lp.ndim))) if lp.ndim > 1 else lp
+    if n_feat == 1:
+        return lp.sum(-1)  # (the usual case; an int dim is parsed faster than a tuple)
     if n_feat > 0:
         return lp.sum(dim=tuple(range(-n_feat, 0)))
     return lp

@@ -408,3 +408,50 @@ def test_validation_does_not_split_a_compiled_graph():
 
     explained = torch._dynamo.explain(f)(torch.zeros(3, 2), torch.zeros(3, 2), torch.full((3, 2), 0.5))
     assert explained.graph_break_count == 0, explained.break_reasons
+
+
+class _Link(Normal):
+    """x_i ~ N(x_{i-1} + shift, 1); ``shift`` may hold a NaN."""
+
+    def __init__(self, i: int, shift: torch.Tensor):
+        super().__init__(var=[f"x{i}"], cond_var=[f"x{i - 1}"], name=f"p{i}")
+        self.i, self.shift = i, shift
+
+    def forward(self, **kw):
+        return {"loc": kw[f"x{self.i - 1}"] + self.shift, "scale": 1.0}
+
+
+def _chain(shifts):
+    joint = Normal(loc=torch.zeros(2), scale=torch.ones(2), var=["x0"], name="p0")
+    for i, shift in enumerate(shifts, 1):
+        joint = _Link(i, shift) * joint
+    return joint, {f"x{i}": torch.randn(3, 2) for i in range(len(shifts) + 1)}
+
+
+def test_a_joint_checks_its_total_once(monkeypatch):
+    """The factors' self-checking scores leave their check to the joint's total: one read in all."""
+    joint, x = _chain([torch.zeros(2)] * 3)
+    calls = _aminmax_calls(monkeypatch)
+    lp = joint.get_log_prob(x)
+    assert calls == [torch.Size([3])]
+    expected = sum(torch.distributions.Normal(x[f"x{i - 1}"] if i else torch.zeros(2), 1.0).log_prob(x[f"x{i}"]).sum(-1)
+                   for i in range(4))
+    assert torch.allclose(lp, expected)
+
+
+@pytest.mark.parametrize("bad", [1, 2, 3])
+def test_a_joint_names_the_factor_whose_parameter_made_its_total_nan(bad):
+    shifts = [torch.zeros(2)] * 3
+    shifts[bad - 1] = torch.tensor([0.0, NAN])
+    joint, x = _chain(shifts)
+    named = f"p_{{{bad}}}(x_{{{bad}}}|x_{{{bad - 1}}}) (_Link): parameter 'loc' (from forward()) must be finite"
+    with pytest.raises(ParameterError, match=re.escape(named)):
+        joint.get_log_prob(x)
+
+
+def test_a_joint_names_the_value_that_made_its_total_infinite():
+    joint, x = _chain([torch.zeros(2)] * 2)
+    x["x2"][1, 0] = INF
+    named = "p_{2}(x_{2}|x_{1}) (_Link): variable 'x2' must be finite, but entry (1, 0)"
+    with pytest.raises(SupportError, match=re.escape(named)):
+        joint.get_log_prob(x)
