@@ -111,7 +111,9 @@ class Normal(DistributionBase):
 
     def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         loc, scale = params["loc"], params["scale"]
-        eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
+        # (randn_like when loc has the sample's shape, as from a network: no dtype/device arguments to parse)
+        same = loc.shape == shape and loc.is_contiguous()  # (then randn_like draws what randn(shape) would)
+        eps = torch.randn_like(loc) if same else torch.randn(shape, dtype=loc.dtype, device=loc.device)
         s = _plain_number(scale)
         if reparam or not (loc.requires_grad or scale.requires_grad):
             return torch.addcmul(loc, scale, eps) if s is None else torch.add(loc, eps, alpha=s)
@@ -188,7 +190,7 @@ class Bernoulli(DistributionBase):
     def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         if "probs" in params:
             probs = params["probs"]
-            if _small_cpu_bce(probs, value):
+            if _scored_by_torch_bce(probs, value):
                 return F.binary_cross_entropy(probs, value, reduction="none").neg_()
             if torch.is_grad_enabled() and (probs.requires_grad or value.requires_grad):
                 return _BernoulliLogLikelihood.apply(probs, value)
@@ -243,17 +245,18 @@ def _kl_bernoulli_bernoulli(p: _Params, q: _Params) -> torch.Tensor:
 _BCE_MAX_CPU = 1024
 
 
-def _small_cpu_bce(probs: torch.Tensor, value: torch.Tensor) -> bool:
-    """Whether to score with :func:`~torch.nn.functional.binary_cross_entropy` itself: small float32 or
-    float64 CPU tensors of one shape and dtype whose value takes no gradient (it has none for the
-    target), outside :func:`torch.compile` (whose graph keeps one formula for every size), and while
-    validation is on: torch's op raises its own error on entries outside [0, 1], which validation
-    names first (with it off, a bad entry gives NaN, as the lerp does)."""
-    return (
-        _validation.validation_enabled() and probs.shape == value.shape and probs.dtype is value.dtype and probs.is_cpu
-        and probs.numel() <= _BCE_MAX_CPU and probs.dtype in (torch.float32, torch.float64)
-        and not value.requires_grad and not torch.compiler.is_compiling()
-    )
+def _scored_by_torch_bce(probs: torch.Tensor, value: torch.Tensor) -> bool:
+    """Whether to score with :func:`~torch.nn.functional.binary_cross_entropy` itself: float32 or float64
+    tensors of one shape and dtype whose value takes no gradient (it has none for the target), either
+    inside :func:`torch.compile` (the compiler fuses it into the kernel a hand-written step compiles
+    to) or small CPU tensors while validation is on (torch's eager op raises its own error on entries
+    outside [0, 1], which validation names first; with it off a bad entry gives NaN, as the lerp does)."""
+    if not (probs.shape == value.shape and probs.dtype is value.dtype and not value.requires_grad
+            and probs.dtype in (torch.float32, torch.float64)):
+        return False
+    if torch.compiler.is_compiling():
+        return True
+    return _validation.validation_enabled() and probs.is_cpu and probs.numel() <= _BCE_MAX_CPU
 
 
 def _bernoulli_lerp(probs: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
