@@ -455,3 +455,32 @@ def test_a_joint_names_the_value_that_made_its_total_infinite():
     named = "p_{2}(x_{2}|x_{1}) (_Link): variable 'x2' must be finite, but entry (1, 0)"
     with pytest.raises(SupportError, match=re.escape(named)):
         joint.get_log_prob(x)
+
+
+def test_a_subclass_changing_the_maths_or_the_domains_loses_the_self_checking_score():
+    """``_score_flags_invalid`` describes the class's own maths: a subclass overriding the log-density
+    or a domain is checked parameter by parameter again, unless it declares the property itself."""
+
+    class OwnMaths(Normal):
+        def _log_prob_value(self, params, value):
+            return torch.zeros_like(value)  # finite whatever the parameters
+
+    class OwnDomain(Normal):
+        param_support = {"loc": pixyz_like.distributions._validation.POSITIVE,
+                         "scale": pixyz_like.distributions._validation.POSITIVE}
+
+    class Declared(OwnMaths):
+        _score_flags_invalid = True
+
+    class OnlyANetwork(Normal):
+        def forward(self, y):
+            return {"loc": y, "scale": 1.0}
+
+    assert Normal._score_flags_invalid and OnlyANetwork._score_flags_invalid and Declared._score_flags_invalid
+    assert not OwnMaths._score_flags_invalid and not OwnDomain._score_flags_invalid
+    bad_loc = {"x": torch.zeros(2, 3), "y": torch.full((2, 3), NAN)}
+    with pytest.raises(ParameterError, match="'loc'"):
+        OwnMaths(loc="y", scale=1.0, var=["x"], cond_var=["y"]).get_log_prob(bad_loc)
+    negative = {"x": torch.zeros(2, 3), "y": -torch.ones(2, 3)}  # finite log-density, outside OwnDomain's domain
+    with pytest.raises(ParameterError, match="'loc'.*positive"):
+        OwnDomain(loc="y", scale=1.0, var=["x"], cond_var=["y"]).get_log_prob(negative)
