@@ -20,7 +20,10 @@ Cost: every check is a bound on the minimum and maximum of a tensor (a scale's m
 its maximum below infinity; NaN fails every bound), so each parameter and value costs one
 ``torch.aminmax`` (two or three for the event families: the sums over the last dimension, integer
 counts), and on an accelerator all the extrema of one call are read back in a single host
-synchronisation. Only when a bound fails are the offending entries looked for.
+synchronisation. Only when a bound fails are the offending entries looked for. A family whose
+log-density is NaN or infinite whenever a parameter or the value is invalid (the Normal) is scored
+with one check of the log-density instead (:func:`all_finite`; a joint checks the total of such
+factors once), and its parameters are looked at only to name the culprit when that check fails.
 ``benchmarks/bench_validation.py`` measures the cost on the core benchmark.
 
 >>> import torch
