@@ -891,16 +891,24 @@ _ONE_DRAW = torch.Size([1])
 
 
 def sample_folded(
-    p: Distribution, x_dict: dict[str, Any], ctx: EvalContext, spec: SampleSpec
+    p: Distribution, x_dict: dict[str, Any], ctx: EvalContext, spec: SampleSpec, one_plain: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], int, int]:
     """Draw ``spec.sample_shape`` samples of ``p`` and return ``(samples, folded_dict, n, batch)``.
 
     ``folded_dict`` holds the inputs and the samples with the sample dimensions merged into the batch
     dimension, so a function of them runs each network once on ``n * batch`` rows instead of ``n``
-    times. ``samples`` keeps the ``sample_shape + (batch, ...)`` layout.
+    times. ``samples`` keeps the ``sample_shape + (batch, ...)`` layout, unless ``one_plain`` and a
+    single draw is asked for: then it is drawn as ``(batch, ...)`` (the same numbers, with no sample
+    dimension to add and fold away).
     """
     sample_shape = spec.sample_shape
     n = sample_shape.numel() if len(sample_shape) else 1
+    if n == 1 and one_plain:
+        if len(sample_shape) or (spec.reparam and not p.has_reparam):
+            spec = SampleSpec(spec.batch_n, torch.Size(), spec.reparam and p.has_reparam, spec.sample_mean)
+        samples = p._sample(x_dict, ctx=ctx, spec=spec)
+        first = next(iter(samples.values()))
+        return samples, {**x_dict, **samples}, 1, first.shape[0] if first.ndim else 1
     if not len(sample_shape) or (spec.reparam and not p.has_reparam):
         spec = SampleSpec(spec.batch_n, sample_shape if len(sample_shape) else _ONE_DRAW,
                           spec.reparam and p.has_reparam, spec.sample_mean)
@@ -956,14 +964,12 @@ class Expectation(Loss):
             if batch_n is None:
                 batch_n = ctx.options.get("batch_n")
         spec = SampleSpec(batch_n, self.sample_shape, self.reparam, bool(ctx.options.get("sample_mean", False)))
-        samples, folded, n, batch = sample_folded(self.p, x_dict, ctx, spec)
+        # One draw is reported as (batch, ...), as Pixyz does, so a step's samples can feed the next step
+        # (IterativeLoss's update_value) with the shapes of the inputs.
+        samples, folded, n, batch = sample_folded(self.p, x_dict, ctx, spec, one_plain=True)
         value, inner = self.f._evaluate(folded, ctx)
         if n > 1 and isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == n * batch:
             value = value.reshape(n, batch, *value.shape[1:]).mean(0)
-        if n == 1:
-            # One draw: report it as (batch, ...), as Pixyz does, so a step's samples can feed the next
-            # step (IterativeLoss's update_value) with the shapes of the inputs.
-            samples = {k: folded[k] for k in samples}
         return value, samples
 
 
