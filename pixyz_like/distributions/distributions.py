@@ -693,15 +693,16 @@ class DistributionBase(Distribution):
         A subclass that computes its parameters otherwise (overriding ``_get_params``) gets the shape of
         what it returns; the usual path computes both once per evaluation and memoises them together.
         """
-        if self._params_overridden:
-            params = self._get_params(x_dict, ctx)
-            return params, self._checked_shape(params)
         entry = self._param_entry(x_dict, ctx, True)
         return entry.params, entry.shape
 
     def _param_entry(self, x_dict: Mapping[str, Any], ctx: EvalContext | None, validate: bool) -> _ParamEntry:
         """The parameters with their checked shape, memoised in ``ctx``; their domains are checked when
-        ``validate`` (at once, or when a later reader of the memo asks)."""
+        ``validate`` (at once, or when a later reader of the memo asks). A class with its own
+        ``_get_params`` checks (and memoises) what it computes itself."""
+        if self._params_overridden:
+            params = self._get_params(x_dict, ctx)
+            return _ParamEntry(params, self._checked_shape(params), (), True)
         inputs = tuple(x_dict[v] for v in self._cond_var)
         if ctx is not None:
             hit = ctx.memo.get(self, inputs)
@@ -961,10 +962,8 @@ class DistributionBase(Distribution):
 
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         validating = _validation.validation_enabled()
-        if self._params_overridden:
-            entry = _ParamEntry(*self._params_and_shape(x_dict, ctx), (), True)
-        else:  # with a self-checking score, the domains are checked through the log-density (below)
-            entry = self._param_entry(x_dict, ctx, not self._score_flags_invalid)
+        # With a self-checking score, the domains are checked through the log-density (below).
+        entry = self._param_entry(x_dict, ctx, not self._score_flags_invalid)
         params, shape = entry.params, entry.shape
         given = self._check_value(params, shape, x_dict[self._var[0]])
         params, value = _promote(params, given)

@@ -124,20 +124,31 @@ def _all_finite(model: Model, losses: torch.Tensor, norm: torch.Tensor | None, g
     elif grads:
         found = [p.grad for p in _stepped_params(model) if p.grad is not None]
         kinds = {(g.device, g.dtype) for g in found}
-        if (len(kinds) == 1 and next(iter(kinds))[0] == losses.device and next(iter(kinds))[1].is_floating_point
-                and not any(g.is_sparse or g.requires_grad for g in found)):
-            # The losses are checked in their own dtype (a float32 loss of 1e5 is no float16 overflow);
-            # flag and scale are made like the losses (new_* skips parsing a device: a fifth of the cost).
-            copy, flag, one = losses.clone(), losses.new_zeros(1), losses.new_ones(())
-            same = copy.dtype is found[0].dtype
-            torch._amp_foreach_non_finite_check_and_unscale_([*found, copy] if same else found, flag, one)
-            if not same:
-                torch._amp_foreach_non_finite_check_and_unscale_([copy], flag, one)
-            return not flag.item()
-        same_device = len({g.device for g in found}) == 1 and not any(g.is_sparse for g in found)
+        dense = not any(g.is_sparse for g in found)
+        if len(kinds) == 1 and dense:
+            fused = _fused_all_finite(found, losses)
+            if fused is not None:
+                return fused
+        same_device = len({device for device, _ in kinds}) == 1 and dense
         norms = list(torch._foreach_norm(found)) if same_device else [get_total_norm(found)] if found else []
         parts += [n.reshape(1).to(losses.device) for n in norms]
     return bool(torch.isfinite(torch.cat(parts)).all())
+
+
+def _fused_all_finite(grads: list[torch.Tensor], losses: torch.Tensor) -> bool | None:
+    """Whether ``grads`` (dense, one device and dtype) and ``losses`` are finite, by the fused kernel;
+    ``None`` where it does not apply (another device than the losses', not floating, differentiable)."""
+    first = grads[0]
+    if first.device != losses.device or not first.dtype.is_floating_point or any(g.requires_grad for g in grads):
+        return None
+    # The losses are checked in their own dtype (a float32 loss of 1e5 is no float16 overflow); flag
+    # and scale are made like the losses (new_* skips parsing a device: a fifth of the cost).
+    copy, flag, one = losses.clone(), losses.new_zeros(1), losses.new_ones(())
+    same = copy.dtype is first.dtype
+    torch._amp_foreach_non_finite_check_and_unscale_([*grads, copy] if same else grads, flag, one)
+    if not same:
+        torch._amp_foreach_non_finite_check_and_unscale_([copy], flag, one)
+    return not flag.item()
 
 
 def _check_finite(model: Model, batches: list[BatchResult], losses: torch.Tensor, norm: torch.Tensor | None,
