@@ -32,7 +32,8 @@ class EvalContext:
     (3, True, True)
     """
 
-    __slots__ = ("memo", "recorder", "options", "_drawn", "scoring_factor", "deferred_checks")
+    __slots__ = ("memo", "recorder", "options", "_drawn", "scoring_factor", "deferred_checks", "sampling_factor",
+                 "deferred_draws")
 
     def __init__(self, options: Mapping[str, Any] | None = None, recorder: TermRecorder | None = None) -> None:
         self.memo = ParamMemo()
@@ -44,6 +45,11 @@ class EvalContext:
         #: finite only if each part is, so one check of the total does for all of them).
         self.scoring_factor: object | None = None
         self.deferred_checks: list[Any] | None = None
+        #: The same while a joint draws its factors: a factor whose draw shows an invalid parameter (a
+        #: Normal's sample is NaN or infinite whenever its loc is) leaves that check to the joint, which
+        #: checks all such draws at once.
+        self.sampling_factor: object | None = None
+        self.deferred_draws: list[Any] | None = None
 
     def drawn(self, owner: object) -> list[Any]:
         """The list of records ``owner`` made while drawing in this evaluation (empty at first)."""

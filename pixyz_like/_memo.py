@@ -46,3 +46,19 @@ class ParamMemo:
     def put(self, owner: object, inputs: tuple[Any, ...], value: Any) -> None:
         """Store ``value`` for ``owner`` given ``inputs``."""
         self._entries[(id(owner), *map(id, inputs))] = (inputs, value)
+
+    def find(self, owner: object, inputs: tuple[Any, ...]) -> tuple[Any, tuple[int, ...]]:
+        """:meth:`get` and the key under which :meth:`store` stores a value for a miss (one key made,
+        not two, on a distribution's hot path)."""
+        key = (id(owner), id(inputs[0])) if len(inputs) == 1 else (id(owner), *map(id, inputs))
+        hit = self._entries.get(key)
+        if hit is None:
+            return None, key
+        for a, b in zip(hit[0], inputs):
+            if a is not b:
+                return None, key
+        return hit[1], key
+
+    def store(self, key: tuple[int, ...], inputs: tuple[Any, ...], value: Any) -> None:
+        """Store ``value`` under a key :meth:`find` gave for these ``inputs``."""
+        self._entries[key] = (inputs, value)

@@ -264,7 +264,7 @@ class AutoregressiveDistribution(Distribution):
 
     def get_params(self, params_dict: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
         """The parameters of every conditional for the value of the variable given in the dict."""
-        check_options(f"{self._owner()}.get_params()", kwargs, ())
+        check_options(lambda: f"{self._owner()}.get_params()", kwargs, ())
         x_dict = self._as_dict(params_dict, "get_params")
         self._require(x_dict, self.var + self.input_var, "get_params")
         flat, lead = self._flat_inputs(x_dict, self._check_value(x_dict[self._var[0]]))

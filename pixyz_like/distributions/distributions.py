@@ -103,8 +103,17 @@ def call_user_function(owner: str | Callable[[], str], fn: Any, what: str, args:
     """
     try:
         return fn(*args, **kwargs)
-    except TypeError as e:
-        owner = owner() if callable(owner) else owner
+    except Exception as e:
+        _user_function_failed(owner, fn, what, args, kwargs, e)
+        raise
+
+
+def _user_function_failed(owner: str | Callable[[], str], fn: Any, what: str, args: tuple, kwargs: dict[str, Any],
+                          e: Exception) -> None:
+    """After a user's function raised ``e``: raise our named ``TypeError`` if its signature refuses the
+    keywords, else note on ``e`` where it was raised (the caller re-raises it)."""
+    owner = owner() if callable(owner) else owner
+    if isinstance(e, TypeError):
         try:
             inspect.signature(fn).bind(*args, **kwargs)
         except TypeError:
@@ -114,12 +123,7 @@ def call_user_function(owner: str | Callable[[], str], fn: Any, what: str, args:
             ) from e
         except ValueError:  # no signature to inspect
             pass
-        _add_note(e, f"raised in {owner}.{what}() on inputs ({_shapes(kwargs)})")
-        raise
-    except Exception as e:
-        owner = owner() if callable(owner) else owner
-        _add_note(e, f"raised in {owner}.{what}() on inputs ({_shapes(kwargs)})")
-        raise
+    _add_note(e, f"raised in {owner}.{what}() on inputs ({_shapes(kwargs)})")
 
 
 class Distribution(nn.Module):
@@ -317,7 +321,7 @@ class Distribution(nn.Module):
     ) -> dict[str, Any]:
         """What every public ``sample()`` checks first, the input dict back: the options (Pixyz's and the
         class's ``extra`` ones), the inputs given, and a reparameterised family when a draw asks ``reparam``."""
-        check_options(f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS + tuple(extra))
+        check_options(lambda: f"{self._owner()}.sample()", options, _SAMPLE_OPTIONS + tuple(extra))
         x_dict = self._as_dict(x_dict, "sample")
         self._require(x_dict, self.input_var, "sample")
         if reparam and not sample_mean:
@@ -358,7 +362,7 @@ class Distribution(nn.Module):
         **options: Any,
     ) -> torch.Tensor:
         """Log-density of ``var`` given ``cond_var``, summed over the feature dimensions."""
-        check_options(f"{self._owner()}.get_log_prob()", options, ("sum_features", "feature_dims"))
+        check_options(lambda: f"{self._owner()}.get_log_prob()", options, ("sum_features", "feature_dims"))
         x_dict = self._as_dict(x_dict, "get_log_prob")
         self._require(x_dict, self.scoring_var, "get_log_prob")
         return self._log_prob(x_dict, ctx=EvalContext(), spec=ScoreSpec.of(sum_features, feature_dims))
@@ -481,25 +485,31 @@ class Distribution(nn.Module):
         raise NotDefinedError(f"{self._owner()}: its log-density is not defined")
 
 
-def _promote(params: dict[str, torch.Tensor], value: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def _promote(params: dict[str, Any], value: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor]:
     """The parameters and the value in one floating dtype, promoted as torch's arithmetic promotes.
 
     A bool or integer value takes the parameters' dtype; a float64 value with float32 parameters makes
     everything float64; bfloat16 parameters (a decoder under autocast) with a float32 value are
     computed in float32. Nothing is copied when the dtypes already agree (the usual case).
     """
-    tensors = iter(params.values())
-    first = next(tensors, None)
-    if first is None:  # no parameters: nothing to promote the value to
+    # (a parameter kept as a Python number, see DistributionBase._number_params, takes any dtype)
+    dtype = value.dtype
+    for t in params.values():
+        if type(t) is not float and t.dtype is not dtype:
+            break
+    else:
+        return params, value  # (the usual case: one dtype already)
+    tensors = [t for t in params.values() if type(t) is not float]
+    if not tensors:  # no tensor parameters: nothing to promote the value to
         return params, value
-    dtype, mixed = first.dtype, False
+    dtype, mixed = tensors[0].dtype, False
     for t in tensors:
         if t.dtype is not dtype:
             dtype, mixed = torch.promote_types(dtype, t.dtype), True
     if value.dtype is not dtype and value.is_floating_point():
         dtype, mixed = torch.promote_types(dtype, value.dtype), True
     if mixed:
-        params = {k: t.to(dtype) for k, t in params.items()}
+        params = {k: t if type(t) is float else t.to(dtype) for k, t in params.items()}
     if value.dtype is not dtype:
         value = value.to(dtype)
     return params, value
@@ -508,13 +518,37 @@ def _promote(params: dict[str, torch.Tensor], value: torch.Tensor) -> tuple[dict
 class _ParamEntry:
     """A family's parameters for one set of inputs, as memoised in an evaluation: the parameters, their
     checked broadcast shape, the keys ``forward`` gave (for messages) and whether their domains were
-    checked."""
+    checked.
 
-    __slots__ = ("params", "shape", "from_forward", "validated")
+    ``raw`` is what the family's own maths read: a parameter in the family's ``_number_params`` that
+    ``forward`` gave as a number (``scale=1.0``) stays a Python float there; ``params``, what every
+    other reader gets, holds it as a 0-dim tensor of the other parameters' dtype and device (made on
+    first read, once per evaluation)."""
 
-    def __init__(self, params: dict[str, torch.Tensor], shape: torch.Size, from_forward: tuple[str, ...],
-                 validated: bool) -> None:
-        self.params, self.shape, self.from_forward, self.validated = params, shape, from_forward, validated
+    __slots__ = ("raw", "shape", "from_forward", "validated", "numbers", "_params")
+
+    def __init__(self, raw: dict[str, Any], shape: torch.Size, from_forward: tuple[str, ...],
+                 validated: bool, numbers: tuple[str, ...] = ()) -> None:
+        self.raw, self.shape, self.from_forward, self.validated = raw, shape, from_forward, validated
+        self.numbers = numbers
+        self._params: dict[str, torch.Tensor] | None = None if numbers else raw
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        params = self._params
+        if params is None:
+            params = self._params = _numbers_as_tensors(self.raw, self.numbers)
+        return params
+
+
+def _numbers_as_tensors(raw: dict[str, Any], numbers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """``raw`` with the numbers under ``numbers`` as 0-dim tensors of its first floating tensor's dtype
+    and device (kept numbers always have one: see ``DistributionBase._as_tensors``)."""
+    ref = next(v for v in raw.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
+    out = dict(raw)
+    for key in numbers:
+        out[key] = torch.scalar_tensor(raw[key], dtype=ref.dtype, device=ref.device)
+    return out
 
 
 class DistributionBase(Distribution):
@@ -565,6 +599,18 @@ class DistributionBase(Distribution):
     #: culprit); a finite log-density proves them valid. Declared by the class whose maths it
     #: describes; a subclass changing the maths or the domains loses it unless it declares it again.
     _score_flags_invalid = False
+    #: The parameters whose family maths (``_draw``, ``_log_prob_value``, ``_sample_mean_value``) take a
+    #: Python number as it is (Normal's ``scale``): a number ``forward`` returns for one of them stays a
+    #: number for that maths (no tensor made and read back); every other reader gets a 0-dim tensor.
+    #: Declared by the class whose maths it describes; a subclass overriding that maths loses it.
+    _number_params: frozenset[str] = frozenset()
+    #: The parameters an invalid value of which always shows in the draw as a NaN or infinite sample,
+    #: the other parameters being valid (Normal: ``loc``, as ``loc + scale * eps``). Inside a joint,
+    #: such a factor checks only its other parameters before drawing and leaves these to the joint,
+    #: which checks every such sample at once (one reduction for all of them) and looks at a factor's
+    #: parameters only when one is not finite, to name the culprit. Declared by the class whose
+    #: sampler it describes; a subclass overriding it (or the domains) loses it.
+    _draw_shows_invalid: frozenset[str] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -574,6 +620,14 @@ class DistributionBase(Distribution):
             k in own for k in ("_log_prob_value", "param_support", "_value_support", "_get_params")
         ):
             cls._score_flags_invalid = False
+        if "_draw_shows_invalid" not in own and any(
+            k in own for k in ("_draw", "_sample_mean_value", "_mean", "param_support", "_get_params", "_sample")
+        ):
+            cls._draw_shows_invalid = frozenset()
+        if "_number_params" not in own and any(
+            k in own for k in ("_log_prob_value", "_draw", "_sample_mean_value", "_mean", "_get_params")
+        ):
+            cls._number_params = frozenset()
     event_ndim = 0
     #: the equivalent :mod:`torch.distributions` class, used as the fallback for the maths.
     distribution_torch_class: type | None = None
@@ -618,6 +672,8 @@ class DistributionBase(Distribution):
         # A subclass that defines forward computes (some of) the parameters with its own network.
         self._custom_forward = type(self).forward is not DistributionBase.forward
         self._keys_expected = frozenset(self.params_keys)
+        # (inside a joint, the parameters checked before a draw that shows the others: see _draw_shows_invalid)
+        self._checked_before_draw = tuple(k for k in self.params_keys if k not in self._draw_shows_invalid)
 
     def _register_constant(self, key: str, value: Any) -> None:
         """Store a constant parameter: the one place constants are made tensors, shaped, kept as
@@ -703,40 +759,53 @@ class DistributionBase(Distribution):
         if self._params_overridden:
             params = self._get_params(x_dict, ctx)
             return _ParamEntry(params, self._checked_shape(params), (), True)
-        inputs = tuple(x_dict[v] for v in self._cond_var)
-        if ctx is not None:
-            hit = ctx.memo.get(self, inputs)
+        cond = self._cond_var
+        inputs = (x_dict[cond[0]],) if len(cond) == 1 else tuple([x_dict[v] for v in cond])
+        memo = ctx.memo if ctx is not None else None
+        if memo is not None:
+            hit, key = memo.find(self, inputs)
             if hit is not None:
                 if validate and not hit.validated:
-                    self._validate_params(hit.params, hit.from_forward)
+                    self._validate_params(hit.raw, hit.from_forward)
                     hit.validated = True
                 return hit
-        named = dict(zip(self._cond_var, inputs))
+        custom = self._custom_forward
         if inputs:
-            _check_inputs(self._owner, named, self._custom_forward,
-                          "forward()" if self._custom_forward else "its parameters")
-        params = self._call_forward(named) if self._custom_forward else {}
-        from_forward = tuple(params)
-        for key, var in self._param_vars.items():
-            params.setdefault(key, x_dict[var])
-        buffers = self._buffers
-        for key in self._const_keys:
-            value = buffers.get(key)  # (a constant replaced by an nn.Parameter is an attribute now)
-            params.setdefault(key, value if value is not None else getattr(self, key))
+            named = dict(zip(cond, inputs))
+            for t in inputs:  # (the usual inputs, tensors of one dimension or more, need no closer look)
+                if type(t) is not torch.Tensor or not t.ndim:
+                    _check_inputs(self._owner, named, custom, "forward()" if custom else "its parameters")
+                    break
+        if custom:
+            params = self._call_forward(named if inputs else {})
+            from_forward = tuple(params)
+        else:
+            params, from_forward = {}, ()
+        if self._param_vars or self._const_keys:
+            self._fill_params(params, x_dict)
         if params.keys() != self._keys_expected and not self._required_keys_ok(params.keys()):
             got = sorted(params)
             raise ParameterError(
                 f"{self._owner()}: the parameters are {got}, but a {self.distribution_name} expects "
                 f"{self._expected_keys_text()} (from forward(), constants or conditioning variables)"
             )
-        self._as_tensors(params, inputs, from_forward)
+        numbers = self._as_tensors(params, inputs, from_forward)
         shape = self._check_param_shapes(params, inputs, from_forward)
         if validate:
             self._validate_params(params, from_forward)
-        out = _ParamEntry(params, shape, from_forward, validate)
-        if ctx is not None:
-            ctx.memo.put(self, inputs, out)
+        out = _ParamEntry(params, shape, from_forward, validate, numbers)
+        if memo is not None:
+            memo.store(key, inputs, out)
         return out
+
+    def _fill_params(self, params: dict[str, Any], x_dict: Mapping[str, Any]) -> None:
+        """Add the parameters read from conditioning variables and the constants (``forward``'s win)."""
+        for key, var in self._param_vars.items():
+            params.setdefault(key, x_dict[var])
+        buffers = self._buffers
+        for key in self._const_keys:
+            value = buffers.get(key)  # (a constant replaced by an nn.Parameter is an attribute now)
+            params.setdefault(key, value if value is not None else getattr(self, key))
 
     def _param_source(self, key: str, from_forward: tuple[str, ...]) -> str:
         if key in from_forward:
@@ -747,20 +816,43 @@ class DistributionBase(Distribution):
 
     def _as_tensors(
         self, params: dict[str, Any], inputs: tuple[Any, ...], from_forward: tuple[str, ...]
-    ) -> None:
+    ) -> tuple[str, ...]:
         """Make every parameter a floating tensor, in place: plain numbers (Pixyz lets ``forward``
         return them) become 0-dim tensors of the dtype and device of the first tensor parameter (or
         input), so they broadcast like torch.distributions' numbers; integer or bool tensors become
-        floating."""
-        ref = None
+        floating. A number for one of ``_number_params`` in its domain stays a Python float when
+        another parameter is a floating tensor (whose dtype and device the number takes where a tensor
+        is needed): the keys so kept are returned."""
+        numbers, floating = self._number_params, False
+        kept: tuple[str, ...] = ()
+        for key, value in params.items():  # (the usual case, decided at once: floating tensors, kept floats)
+            kind = type(value)
+            if kind is torch.Tensor and value.is_floating_point():
+                floating = True
+            elif kind is float and key in numbers and self._valid_number(key, value):
+                kept += (key,)
+            else:
+                return self._as_tensors_general(params, inputs, from_forward)
+        return kept if floating or not kept else self._as_tensors_general(params, inputs, from_forward)
+
+    def _as_tensors_general(
+        self, params: dict[str, Any], inputs: tuple[Any, ...], from_forward: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        ref, floating = None, False
+        kept: tuple[str, ...] = ()
         for key, value in params.items():
-            if isinstance(value, torch.Tensor):
+            if type(value) is torch.Tensor or isinstance(value, torch.Tensor):
                 if value.is_floating_point():
+                    floating = True
                     continue
                 if ref is None:
                     ref = self._reference_tensor(params, inputs)
                 params[key] = value.to(ref.dtype if ref.is_floating_point() else torch.get_default_dtype())
             elif type(value) is float or type(value) is int or isinstance(value, numbers.Real):
+                if key in self._number_params and self._valid_number(key, float(value)):
+                    params[key] = float(value)
+                    kept += (key,)
+                    continue
                 if ref is None:
                     ref = self._reference_tensor(params, inputs)
                 dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
@@ -770,28 +862,52 @@ class DistributionBase(Distribution):
                     f"{self._owner()}: {self._param_source(key, from_forward)} must be a tensor or a number, "
                     f"got {type(value).__name__}"
                 )
+        if kept and not floating and not any(isinstance(v, torch.Tensor) and v.is_floating_point()
+                                             for v in params.values()):
+            # (no tensor to take a dtype and device from: made tensors as any other number)
+            ref = self._reference_tensor(params, inputs)
+            dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
+            for key in kept:
+                params[key] = torch.scalar_tensor(params[key], dtype=dtype, device=ref.device)
+            kept = ()
+        return kept
 
-    def _check_param_shapes(self, params: dict[str, torch.Tensor], inputs: tuple[Any, ...],
+    def _valid_number(self, key: str, value: float) -> bool:
+        """Whether the number ``value`` lies in parameter ``key``'s domain, decided by one comparison: only
+        such a number is kept as a Python float (one outside its domain becomes a tensor as before, and
+        is checked, or taken by torch's NaN path while validation is off, as any other)."""
+        support = self.param_support.get(key)
+        if support is None:
+            return True
+        probe = support.single
+        return probe is not None and probe.holds(value, value, None)  # type: ignore[arg-type]
+
+    def _check_param_shapes(self, params: dict[str, Any], inputs: tuple[Any, ...],
                             from_forward: tuple[str, ...]) -> torch.Size:
         """The parameters' broadcast shape, checked: they must broadcast with each other, fit
         ``features_shape``, and those from ``forward`` must keep the batch size of the inputs (or 1): a
         network returning 3 rows for a 4-row batch is refused."""
         try:
-            shape = broadcast_shapes([p.shape for p in params.values()])
+            # (a number kept as a float broadcasts as a 0-dim tensor: it adds nothing to the shape)
+            shapes = [p.shape for p in params.values() if type(p) is not float]
+            shape = shapes[0] if len(shapes) == 1 else broadcast_shapes(shapes)
         except RuntimeError as e:
             sources = "; ".join(f"{self._param_source(k, from_forward)}: {tuple(v.shape)}" for k, v in params.items())
             raise ShapeError(
                 f"{self._owner()}: its parameters do not broadcast with each other ({sources}); expected shapes "
                 "(batch, *features) that broadcast"
             ) from e
-        self._check_features(shape)
+        n_f = len(self._features_shape)
+        if n_f or len(self._event_shape):
+            self._check_features(shape)
         if not from_forward or not shape:
             return shape
-        n_f = len(self._features_shape)
         if len(shape) <= (n_f if n_f else 1) + self.event_ndim:
             return shape  # no batch dimension to compare
+        if shape[0] == 1 or (len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].shape[0] == shape[0]):
+            return shape  # (the usual case: one input of this batch size)
         leads = {t.shape[0] for t in inputs if isinstance(t, torch.Tensor) and t.ndim}
-        if leads and shape[0] != 1 and shape[0] not in leads:
+        if leads and shape[0] not in leads:
             got = ", ".join(f"{k!r}: {tuple(params[k].shape)}" for k in from_forward)
             raise ShapeError(
                 f"{self._owner()}: forward() returned parameters of batch size {shape[0]} ({got}) for inputs of "
@@ -815,14 +931,17 @@ class DistributionBase(Distribution):
         given = next((v for v in inputs if isinstance(v, torch.Tensor)), None)
         return given if given is not None else torch.zeros(())
 
-    def _validate_params(self, params: dict[str, torch.Tensor], from_forward: tuple[str, ...]) -> None:
+    def _validate_params(self, params: dict[str, Any], from_forward: tuple[str, ...],
+                         skip: frozenset[str] = frozenset()) -> None:
         """Check each parameter against its domain, but the constants (checked when given: they are
-        buffers, nothing trains them)."""
+        buffers, nothing trains them) and those in ``skip`` (checked otherwise by the caller)."""
         if not _validation.validation_enabled():
             return
         # Constants were checked when given, and are buffers: nothing trains them between calls.
         support, buffers = self.param_support, self._buffers
-        items = [(k, t, support[k]) for k, t in params.items() if k in support and t is not buffers.get(k)]
+        # (a number kept as a float was found in its domain when kept: see _valid_number)
+        items = [(k, t, support[k]) for k, t in params.items()
+                 if k in support and k not in skip and type(t) is not float and t is not buffers.get(k)]
         if items:
             _validation.check(self._owner, items, ParameterError, lambda k: self._param_source(k, from_forward))
 
@@ -831,8 +950,12 @@ class DistributionBase(Distribution):
         return None
 
     def _call_forward(self, kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        out = call_user_function(self._owner, self.forward, "forward", (), kwargs)
-        if not isinstance(out, Mapping):
+        try:  # (call_user_function, written out: this is every factor's hot path)
+            out = self.forward(**kwargs)
+        except Exception as e:
+            _user_function_failed(self._owner, self.forward, "forward", (), kwargs, e)
+            raise
+        if type(out) is not dict and not isinstance(out, Mapping):
             raise ParameterError(
                 f"{self._owner()}: forward() must return a dict of parameters {self._expected_keys_text()}, "
                 f"got {type(out).__name__}"
@@ -841,7 +964,7 @@ class DistributionBase(Distribution):
 
     def get_params(self, params_dict: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
         """The family's parameters given the conditioning variables (``{"loc": ..., "scale": ...}``)."""
-        check_options(f"{self._owner()}.get_params()", kwargs, ())
+        check_options(lambda: f"{self._owner()}.get_params()", kwargs, ())
         x_dict = self._as_dict(params_dict, "get_params")
         self._require(x_dict, self.input_var, "get_params")
         return self._get_params(x_dict, None)
@@ -930,12 +1053,23 @@ class DistributionBase(Distribution):
     # ------------------------------------------------------------------ protocol
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         batch_n, sample_shape, reparam, sample_mean = spec
-        params, shape = self._params_and_shape(x_dict, ctx)
-        shape = self._batch_shape(shape, batch_n)
+        defer = self._draw_shows_invalid and ctx.sampling_factor is self and ctx.deferred_draws is not None
+        entry = self._param_entry(x_dict, ctx, not defer)
+        params, shape = entry.raw, entry.shape  # (the family's own maths: numbers kept, see _number_params)
+        # The parameters the sample does not show are checked now (none left when they are numbers, kept
+        # only when valid); the joint checks the sample.
+        if defer and entry.numbers != self._checked_before_draw:
+            self._validate_params(params, entry.from_forward, self._draw_shows_invalid)
+        if batch_n is not None and len(shape) and shape[0] != batch_n:
+            shape = self._batch_shape(shape, batch_n)
+        if len(sample_shape):
+            shape = sample_shape + shape
         if sample_mean:
-            value = self._sample_mean_value(params).expand(sample_shape + shape)
+            value = self._sample_mean_value(params).expand(shape)
         else:
-            value = self._draw(params, sample_shape + shape, reparam and self.has_reparam)
+            value = self._draw(params, shape, reparam and self.has_reparam)
+        if defer:
+            ctx.deferred_draws.append((self, entry, value))  # type: ignore[union-attr]
         return {self._var[0]: value}
 
     def _check_value(self, params: dict[str, torch.Tensor], shape: torch.Size, value: Any) -> torch.Tensor:
@@ -964,7 +1098,7 @@ class DistributionBase(Distribution):
         validating = _validation.validation_enabled()
         # With a self-checking score, the domains are checked through the log-density (below).
         entry = self._param_entry(x_dict, ctx, not self._score_flags_invalid)
-        params, shape = entry.params, entry.shape
+        params, shape = entry.raw, entry.shape  # (the family's own maths: numbers kept, see _number_params)
         given = self._check_value(params, shape, x_dict[self._var[0]])
         params, value = _promote(params, given)
         # A floating value is checked in its own dtype (a bfloat16 sample on the simplex sums to 1

@@ -47,13 +47,16 @@ _LOG_2 = math.log(2.0)
 _Params = dict[str, torch.Tensor]
 
 
-def _plain_number(t: torch.Tensor) -> float | None:
-    """The value of a one-number CPU tensor that nothing differentiates (a scale given as ``1.0``), as
-    a positive finite Python float, so the maths can take it as a number (read in 0.4 us, no device
-    synchronisation); ``None`` otherwise, and inside :func:`torch.compile` (no graph break)."""
-    if t.ndim or t.requires_grad or not t.is_cpu or torch.compiler.is_compiling():
+def _plain_number(t: torch.Tensor | float) -> float | None:
+    """A scale that is one number as a positive finite Python float, so the maths can take it as a
+    number: a Python float (``forward`` returned ``scale=1.0``, see ``Normal._number_params``), or a
+    one-number CPU tensor that nothing differentiates (a scalar constant: read in 0.4 us, no device
+    synchronisation, not inside :func:`torch.compile`, no graph break); ``None`` otherwise."""
+    if type(t) is float:
+        return t  # (kept as a float only when positive and finite: DistributionBase._valid_number)
+    if t.ndim or t.requires_grad or not t.is_cpu or torch.compiler.is_compiling():  # type: ignore[union-attr]
         return None
-    v = t.item()
+    v = t.item()  # type: ignore[union-attr]
     return v if 0.0 < v < math.inf else None  # (an invalid scale, unvalidated: torch's NaN path)
 
 
@@ -79,6 +82,11 @@ class Normal(DistributionBase):
     has_reparam = True
     distribution_torch_class = torch.distributions.Normal
     param_support = {"loc": FINITE, "scale": POSITIVE}
+    # A scale given as a number stays one for this maths (the usual ``scale=1.0``): no tensor made.
+    _number_params = frozenset({"scale"})
+    # With a valid scale, a NaN or infinite loc gives a NaN or infinite sample (loc + scale * eps): inside
+    # a joint, the sample is checked in its place (tests/distributions/test_validation.py).
+    _draw_shows_invalid = frozenset({"loc"})
     # A NaN or infinite loc or value, or a scale <= 0, NaN or infinite, makes the log-density NaN or
     # infinite (tests/distributions/test_validation.py checks each case): scoring checks it alone.
     _score_flags_invalid = True
@@ -114,8 +122,8 @@ class Normal(DistributionBase):
         # (randn_like when loc has the sample's shape, as from a network: no dtype/device arguments to parse)
         same = loc.shape == shape and loc.is_contiguous()  # (then randn_like draws what randn(shape) would)
         eps = torch.randn_like(loc) if same else torch.randn(shape, dtype=loc.dtype, device=loc.device)
-        s = _plain_number(scale)
-        if reparam or not (loc.requires_grad or scale.requires_grad):
+        s = _plain_number(scale)  # (a number kept as a float is valid: then s is it)
+        if reparam or not (loc.requires_grad or (s is None and scale.requires_grad)):
             return torch.addcmul(loc, scale, eps) if s is None else torch.add(loc, eps, alpha=s)
         with torch.no_grad():
             return torch.addcmul(loc, scale, eps) if s is None else torch.add(loc, eps, alpha=s)

@@ -469,7 +469,7 @@ class TransformedDistribution(_FlowDistribution):
         always computed for the value given (Pixyz's ``compute_jacobian=False`` reused the one stored by
         the last sample, right only when the value was that sample).
         """
-        check_options(f"{self._owner()}.get_log_prob()", options, ("compute_jacobian",))
+        check_options(lambda: f"{self._owner()}.get_log_prob()", options, ("compute_jacobian",))
         return super().get_log_prob(x_dict, sum_features, feature_dims)
 
     def _pixyz_sample_options(

@@ -19,7 +19,7 @@ from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..errors import GraphError, NotDefinedError, ShapeError
 from ..utils import tolist
-from ._validation import all_finite
+from ._validation import all_finite, all_finite_many
 from .distributions import Distribution, DistributionBase
 from .graph import sampling_order
 from .protocol import SampleSpec, ScoreSpec
@@ -84,6 +84,9 @@ class MultiplyDistribution(Distribution):
         # generates it; a data factor (EmpiricalDistribution) reads its variable from the input dict, so
         # that variable stays an input of the joint.
         self._roots = tuple(len(f.input_var) == 0 for f in ordered)
+        # (the factors as a tuple, and which leave the check of their draw to the joint: see _draw_factors)
+        self._factors_seq = tuple(ordered)
+        self._defers = tuple(bool(getattr(f, "_draw_shows_invalid", ())) for f in ordered)
         made = {v for f in ordered for v in f.var if v not in f.input_var}
         self._input_var = tuple(dict.fromkeys(v for f in ordered for v in f.input_var if v not in made))
 
@@ -121,9 +124,9 @@ class MultiplyDistribution(Distribution):
         elif batch_n is not None and batch_n != batch:
             raise ShapeError(f"{self._owner()}: batch_n={batch_n} conflicts with the batch size {batch} of its inputs")
         # Factors whose variables are all given are observed: their values are kept, not redrawn.
-        factors = self.factors()
-        observed = [all(v in x_dict for v in f.var) for f in factors]
-        needed = [*inputs, *(v for f, o in zip(factors, observed) if o for v in f.var)]
+        factors = self._factors_seq
+        observed = [all(v in x_dict for v in f._var) for f in factors]
+        needed = [*inputs, *(v for f, o in zip(factors, observed) if o for v in f._var)]
         if len(sample_shape):
             # Sample dims are folded into the batch so each factor's network runs once on n * batch rows.
             base = batch if batch is not None else 1
@@ -135,23 +138,44 @@ class MultiplyDistribution(Distribution):
         else:
             work = {v: x_dict[v] for v in needed}
             root_batch = batch
-        root_spec, inner_spec = spec.for_factor(root_batch), spec.for_factor(None)
-        for f, is_root, is_observed in zip(factors, self._roots, observed):
-            if is_observed:
-                continue
-            option = f.__dict__.get("_factor_option")  # (getattr on a Module raises inside when unset: slow)
-            if option:  # the factor's own options (graph.set_option), as Pixyz samples them
-                own = SampleSpec(
-                    option.get("batch_n", root_batch if is_root else None), torch.Size(option.get("sample_shape", ())),
-                    option.get("reparam", spec.reparam), option.get("sample_mean", spec.sample_mean),
-                )
-                work.update(f._sample(work, ctx=ctx, spec=own))
-                continue
-            work.update(f._sample(work, ctx=ctx, spec=root_spec if is_root else inner_spec))
+        self._draw_factors(work, ctx, spec, root_batch, observed)
         out = {v: work[v] for v in self._var}
         if len(sample_shape):
             out = {v: t.reshape(*sample_shape, t.shape[0] // n, *t.shape[1:]) for v, t in out.items()}
         return out
+
+    def _draw_factors(self, work: dict[str, Any], ctx: EvalContext, spec: SampleSpec, root_batch: int | None,
+                      observed: list[bool]) -> None:
+        """Draw each factor not observed into ``work``, in order. A factor whose sample shows its invalid
+        parameters (``DistributionBase._draw_shows_invalid``) leaves their check to this joint: the
+        samples left so are checked at once, at the end and before any factor that does not so defer
+        (which would otherwise see a NaN input first), and a factor is looked at only when one is not
+        finite, to name what made it so."""
+        root_spec, inner_spec = spec.for_factor(root_batch), spec.for_factor(None)
+        saved = ctx.sampling_factor, ctx.deferred_draws  # (a joint drawn inside another's factor: its own)
+        pending: list[Any] = []
+        ctx.deferred_draws = pending
+        try:
+            for f, is_root, is_observed, defers in zip(self._factors_seq, self._roots, observed, self._defers):
+                if is_observed:
+                    continue
+                if pending and not defers:
+                    _check_draws(pending)
+                ctx.sampling_factor = f
+                option = f.__dict__.get("_factor_option")  # (getattr on a Module raises inside when unset: slow)
+                if option:  # the factor's own options (graph.set_option), as Pixyz samples them
+                    own = SampleSpec(
+                        option.get("batch_n", root_batch if is_root else None),
+                        torch.Size(option.get("sample_shape", ())),
+                        option.get("reparam", spec.reparam), option.get("sample_mean", spec.sample_mean),
+                    )
+                    work.update(f._sample(work, ctx=ctx, spec=own))
+                else:
+                    work.update(f._sample(work, ctx=ctx, spec=root_spec if is_root else inner_spec))
+        finally:
+            ctx.sampling_factor, ctx.deferred_draws = saved
+        if pending:
+            _check_draws(pending)
 
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         sample_shape, batch = self._value_sample_shape(x_dict)
@@ -237,6 +261,19 @@ class MultiplyDistribution(Distribution):
         x_dict = self._as_dict(x_dict, "sample_variance")
         self._require(x_dict, self.input_var, "sample_variance")
         return self._last_single_var_factor("sample_variance").sample_variance(self._ancestors_sampled(x_dict))
+
+
+def _check_draws(pending: list[Any]) -> None:
+    """Check the samples the factors left to their joint, then forget them: one reduction for all; when
+    one is not finite, each factor's parameters in drawing order, the first invalid one named (none
+    invalid: an overflow of valid parameters, and the samples stand)."""
+    if not all_finite_many([value for _, _, value in pending]):
+        for f, entry, _ in pending:
+            f._validate_params(entry.params, entry.from_forward)
+    else:  # finite samples: every parameter they show was valid (a later reader of the memo need not check)
+        for _, entry, _ in pending:
+            entry.validated = True
+    pending.clear()
 
 
 class _View(Distribution):

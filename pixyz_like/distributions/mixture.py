@@ -291,7 +291,7 @@ class MixtureModel(Distribution):
         """:math:`\\log p(x)`, or with ``return_hidden`` the table :math:`\\log p(x, z=i)`, shape ``(K, ...)``."""
         if not return_hidden:
             return super().get_log_prob(x_dict, sum_features, feature_dims, **options)
-        check_options(f"{self._owner()}.get_log_prob()", options, ())
+        check_options(lambda: f"{self._owner()}.get_log_prob()", options, ())
         x_dict = self._as_dict(x_dict, "get_log_prob")
         self._require(x_dict, self.var + self.input_var, "get_log_prob")
         joint = self._log_joint(x_dict, EvalContext(), ScoreSpec.of(True, feature_dims))
