@@ -65,3 +65,85 @@ def test_memo_hits_only_the_same_tensors():
         if inputs != (a, b):
             assert ctx.memo.get(dist, inputs) is None
     assert ctx.memo.get(object(), (a, b)) is None
+
+
+class _NumberScale(Normal):
+    """A network-style Normal whose forward gives ``scale`` as a Python number (Pixyz's idiom)."""
+
+    def __init__(self, scale=1.0):
+        super().__init__(var=["x"], cond_var=["y"], name="p")
+        self.number = scale
+
+    def forward(self, y):
+        return {"loc": y * 2.0, "scale": self.number}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [1.0, 0.3, 2])
+def test_a_number_scale_kept_as_a_float_gives_torch_distributions_values(dtype, scale):
+    """The number stays a float for the Normal's own maths; the log-density, a draw with a fixed seed
+    and every other reader's tensor agree with torch.distributions built from the same numbers."""
+    p, y = _NumberScale(scale), torch.randn(4, 3, dtype=dtype)
+    x = torch.randn(4, 3, dtype=dtype)
+    ref = torch.distributions.Normal(y * 2.0, torch.tensor(float(scale), dtype=dtype))
+    torch.testing.assert_close(p.get_log_prob({"x": x, "y": y}), ref.log_prob(x).sum(-1))
+    torch.manual_seed(0)
+    drawn = p.sample({"y": y})["x"]
+    torch.manual_seed(0)
+    torch.testing.assert_close(drawn, ref.sample())
+    params = p.get_params({"y": y})
+    assert isinstance(params["scale"], torch.Tensor) and params["scale"].dtype == dtype and params["scale"].ndim == 0
+    torch.testing.assert_close(p.get_entropy({"y": y}), ref.entropy().sum(-1))
+
+
+def test_the_number_is_a_float_only_for_the_family_maths():
+    """Inside an evaluation the memo entry holds the float for the Normal's maths and a 0-dim tensor of
+    loc's dtype for every other reader (a KL, get_params)."""
+    p, y = _NumberScale(0.5), torch.randn(2, 3, dtype=torch.float64)
+    entry = p._param_entry({"y": y}, EvalContext(), True)
+    assert entry.raw["scale"] == 0.5 and type(entry.raw["scale"]) is float
+    assert entry.params["scale"].dtype == torch.float64 and entry.params["scale"].item() == 0.5
+    assert entry.params["loc"] is entry.raw["loc"]
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan"), float("inf")])
+def test_a_number_outside_its_domain_is_refused_as_before(bad):
+    """A number outside the domain is not kept: it becomes a tensor, refused by name while validation is
+    on, and gives torch's NaN while it is off."""
+    import pixyz_like
+
+    p, xy = _NumberScale(bad), {"x": torch.zeros(2, 3), "y": torch.zeros(2, 3)}
+    with pytest.raises(pixyz_like.errors.ParameterError, match=r"parameter 'scale' \(from forward\(\)\) must be positive"):
+        p.sample({"y": xy["y"]})
+    with pixyz_like.set_validation(False):
+        lp = p.get_log_prob(xy)
+    expected = torch.distributions.Normal(torch.zeros(3), torch.tensor(bad), validate_args=False).log_prob(torch.zeros(3))
+    torch.testing.assert_close(lp, expected.sum().expand(2), equal_nan=True)
+
+
+def test_a_subclass_overriding_the_maths_gets_tensors():
+    class OwnDraw(Normal):
+        def _draw(self, params, shape, reparam):
+            assert isinstance(params["scale"], torch.Tensor)
+            return params["loc"] + params["scale"] * torch.randn(shape)
+
+        def forward(self, y):
+            return {"loc": y, "scale": 1.0}
+
+    assert Normal._number_params == {"scale"} and OwnDraw._number_params == frozenset()
+    d = OwnDraw(var=["x"], cond_var=["y"])
+    assert d.sample({"y": torch.zeros(2, 3)})["x"].shape == (2, 3)
+
+
+def test_a_successful_call_does_not_render_the_formula(monkeypatch):
+    """The owner's text (sympy-free but not free: the formula) is made only to word an error."""
+    joint = chain(3)
+
+    def refuse(self):
+        raise AssertionError("the formula was rendered on a successful call")
+
+    monkeypatch.setattr(Normal, "_owner", refuse)
+    c = torch.zeros(4, 2)
+    s = joint.sample({"c": c})
+    joint.get_log_prob(s)
+    joint.log_prob().eval(s)

@@ -484,3 +484,78 @@ def test_a_subclass_changing_the_maths_or_the_domains_loses_the_self_checking_sc
     negative = {"x": torch.zeros(2, 3), "y": -torch.ones(2, 3)}  # finite log-density, outside OwnDomain's domain
     with pytest.raises(ParameterError, match="'loc'.*positive"):
         OwnDomain(loc="y", scale=1.0, var=["x"], cond_var=["y"]).get_log_prob(negative)
+
+
+@pytest.mark.parametrize("bad", [1, 2, 3])
+@pytest.mark.parametrize("kw", [{}, {"sample_shape": [2]}, {"reparam": True}])
+def test_a_joint_names_the_factor_whose_loc_made_its_draw_nan(bad, kw):
+    """A Normal factor's draw shows a NaN loc: the joint checks the samples once and names the factor."""
+    shifts = [torch.zeros(2)] * 3
+    shifts[bad - 1] = torch.tensor([0.0, NAN])
+    joint, x = _chain(shifts)
+    named = f"p_{{{bad}}}(x_{{{bad}}}|x_{{{bad - 1}}}) (_Link): parameter 'loc' (from forward()) must be finite"
+    with pytest.raises(ParameterError, match=re.escape(named)):
+        joint.sample(batch_n=3, **kw)
+
+
+def test_a_joint_checks_its_draws_once(monkeypatch):
+    """Three Normal factors with number scales: one read for all their samples, and the samples are
+    those of the same draws made factor by factor."""
+    joint, _ = _chain([torch.zeros(2)] * 3)
+    calls = _aminmax_calls(monkeypatch)
+    torch.manual_seed(0)
+    s = joint.sample(batch_n=5)
+    assert calls == [torch.Size([5 * 2 * 4])]
+    torch.manual_seed(0)
+    x = torch.randn(5, 2)
+    for i in range(1, 4):
+        x_i = x + torch.randn(5, 2)
+        x = x_i
+    torch.testing.assert_close(s["x3"], x)
+
+
+def test_a_factor_that_does_not_defer_sees_the_earlier_draws_checked_first():
+    """A Categorical child of a Normal with a NaN loc: the Normal is named, not the child whose
+    probabilities the NaN made invalid."""
+
+    class Child(Categorical):
+        def __init__(self):
+            super().__init__(var=["c"], cond_var=["x2"], name="pc")
+
+        def forward(self, x2):
+            return {"probs": torch.softmax(x2, -1)}
+
+    joint, _ = _chain([torch.zeros(2), torch.tensor([NAN, 0.0])])
+    with pytest.raises(ParameterError, match=re.escape("p_{2}(x_{2}|x_{1}) (_Link): parameter 'loc'")):
+        (Child() * joint).sample(batch_n=3)
+
+
+def test_the_draw_check_keeps_gradients():
+    """Reparameterised draws checked by the joint: the gradient reaches the network unchanged."""
+    shift = torch.zeros(2, requires_grad=True)
+    joint, _ = _chain([shift, torch.zeros(2)])
+    torch.manual_seed(0)
+    s = joint.sample(batch_n=4, reparam=True)
+    s["x2"].sum().backward()
+    torch.testing.assert_close(shift.grad, torch.full((2,), 4.0))  # x2 = x1 + eps, x1 = x0 + shift + eps: 4 rows
+
+
+def test_a_subclass_changing_the_sampler_checks_its_parameters_itself():
+    class OwnDraw(_Link):
+        def _draw(self, params, shape, reparam):
+            return torch.zeros(shape)  # finite whatever loc is
+
+    assert _Link._draw_shows_invalid == {"loc"} and OwnDraw._draw_shows_invalid == frozenset()
+    joint = OwnDraw(1, torch.tensor([NAN, 0.0])) * Normal(loc=torch.zeros(2), scale=torch.ones(2), var=["x0"])
+    with pytest.raises(ParameterError, match="'loc'"):
+        joint.sample(batch_n=2)
+
+
+def test_all_finite_many_matches_each_tensor():
+    from pixyz_like.distributions._validation import all_finite_many
+
+    ok = [torch.zeros(2, 3), torch.ones(4, dtype=torch.float64), torch.zeros(1)]
+    assert all_finite_many(ok) and all_finite_many(ok[:1]) and all_finite_many([torch.zeros(2), torch.ones(3)])
+    for bad in (NAN, INF, -INF):
+        assert not all_finite_many([torch.zeros(3), torch.tensor([0.0, bad])])
+        assert not all_finite_many([torch.zeros(3, dtype=torch.float64), torch.tensor([bad])])  # mixed dtypes
