@@ -113,11 +113,13 @@ def test_a_number_outside_its_domain_is_refused_as_before(bad):
     import pixyz_like
 
     p, xy = _NumberScale(bad), {"x": torch.zeros(2, 3), "y": torch.zeros(2, 3)}
-    with pytest.raises(pixyz_like.errors.ParameterError, match=r"parameter 'scale' \(from forward\(\)\) must be positive"):
+    named = r"parameter 'scale' \(from forward\(\)\) must be positive"
+    with pytest.raises(pixyz_like.errors.ParameterError, match=named):
         p.sample({"y": xy["y"]})
     with pixyz_like.set_validation(False):
         lp = p.get_log_prob(xy)
-    expected = torch.distributions.Normal(torch.zeros(3), torch.tensor(bad), validate_args=False).log_prob(torch.zeros(3))
+    ref = torch.distributions.Normal(torch.zeros(3), torch.tensor(bad), validate_args=False)
+    expected = ref.log_prob(torch.zeros(3))
     torch.testing.assert_close(lp, expected.sum().expand(2), equal_nan=True)
 
 

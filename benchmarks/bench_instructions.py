@@ -1,0 +1,181 @@
+"""Per-factor overhead of a chain joint counted in CPU instructions (callgrind), not in seconds.
+
+On a shared VM the clock drifts by a third within a run, so a 10 us difference per factor cannot be
+read from timings; the number of instructions a call executes does not drift (repeat runs agree within
+1%). The chain is ``bench_small.py``'s (``p(x_N|x_{N-1})...p(x_1)``, d 8, batch 16): each row is run
+with 2 and 8 factors, and the per-factor cost is the difference over 6. The overhead is then given in
+instructions and in microseconds at the rate of the hand-written loop measured here (instructions of
+the hand loop divided by its wall time outside valgrind: an estimate, the conversion itself uses the
+clock).
+
+Needs valgrind (``apt-get install valgrind``); about 3 minutes (the import of torch under valgrind):
+
+    python benchmarks/bench_instructions.py [--calls 100] [--pixyz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROWS = ("hand_lp", "lib_lp", "hand_s", "lib_s")
+
+
+def _tasks(with_pixyz: bool) -> list:
+    import torch
+
+    sys.path.insert(0, str(HERE.parent))
+    sys.path.insert(0, str(HERE))
+    from bench_small import chain_hand, chain_lib
+
+    import pixyz_like.distributions as D
+
+    torch.manual_seed(0)
+    tasks = []
+    for n in (2, 8):
+        joint, links = chain_lib(D, n, 8)
+        xs = [torch.randn(16, 8) for _ in range(n)]
+        xd = {f"x{i}": xs[i] for i in range(n)}
+        hand_lp, hand_s = chain_hand(links, xs)
+        lp = joint.log_prob()
+        tasks += [(f"hand_lp_{n}", hand_lp), (f"lib_lp_{n}", lambda lp=lp, xd=xd: lp.eval(xd)),
+                  (f"hand_s_{n}", hand_s), (f"lib_s_{n}", lambda j=joint: j.sample(batch_n=16))]
+        if with_pixyz:
+            import pixyz.distributions as PD
+
+            pj, _ = chain_lib(PD, n, 8)
+            plp = pj.log_prob()
+            tasks += [(f"pixyz_lp_{n}", lambda p=plp, xd=xd: p.eval({k: v.clone() for k, v in xd.items()})),
+                      (f"pixyz_s_{n}", lambda j=pj: j.sample(batch_n=16))]
+    return tasks
+
+
+def _signal(path: Path, text: str = "") -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.rename(path)  # (atomic: the other side never reads a half-written name)
+
+
+def _wait(path: Path, proc: subprocess.Popen | None = None) -> None:
+    while not path.exists():
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the worker stopped (exit {proc.returncode}); see its log")
+        time.sleep(0.05)
+
+
+def worker(folder: Path, calls: int, with_pixyz: bool) -> None:
+    """Run under valgrind: each task warmed up, then ``calls`` calls between two signals."""
+    import torch
+
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        for name, fn in _tasks(with_pixyz):
+            for _ in range(20):
+                fn()
+            _signal(folder / "ready", name)
+            _wait(folder / "go")
+            (folder / "go").unlink()
+            for _ in range(calls):
+                fn()
+            _signal(folder / "done", name)
+            _wait(folder / "next")
+            (folder / "next").unlink()
+    _signal(folder / "finished")
+
+
+def _control(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
+
+
+def count(calls: int, with_pixyz: bool) -> dict[str, float]:
+    """Instructions per call of each task, collected only between the worker's signals."""
+    folder = Path(tempfile.mkdtemp(prefix="bench_instr_"))
+    out = folder / "cg.out"
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+           sys.executable, __file__, "--worker", str(folder), "--calls", str(calls)]
+    cmd += ["--pixyz"] if with_pixyz else []
+    log = open(folder / "log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    pid, result = str(proc.pid), {}
+    while True:
+        while not (folder / "ready").exists() and not (folder / "finished").exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker stopped (exit {proc.returncode}); see {folder / 'log'}")
+            time.sleep(0.1)
+        if (folder / "finished").exists():
+            break
+        name = (folder / "ready").read_text()
+        (folder / "ready").unlink()
+        _control("-z", pid)
+        _control("-i", "on", pid)
+        (folder / "go").touch()
+        _wait(folder / "done", proc)
+        (folder / "done").unlink()
+        _control("-d", pid)
+        _control("-i", "off", pid)
+        dump = max(glob.glob(f"{out}.*"), key=os.path.getmtime)
+        totals = next(line for line in open(dump) if line.startswith("totals:"))
+        result[name] = int(totals.split()[1]) / calls
+        os.remove(dump)
+        (folder / "next").touch()
+    proc.wait()
+    return result
+
+
+def hand_rate(rounds: int = 7) -> float:
+    """Instructions per microsecond are not measured here: this is the hand loop's wall time per factor
+    (median over rounds, 2 and 8 factors), to convert instruction counts into an estimate in us."""
+    import statistics
+
+    import torch
+
+    torch.set_num_threads(1)
+    tasks = dict(_tasks(False))
+    per = []
+    with torch.no_grad():
+        for _ in range(rounds):
+            times = {}
+            for n in (2, 8):
+                fn = tasks[f"hand_s_{n}"]
+                for _ in range(50):
+                    fn()
+                t = time.thread_time()
+                for _ in range(500):
+                    fn()
+                times[n] = (time.thread_time() - t) / 500
+            per.append((times[8] - times[2]) / 6 * 1e6)
+    return statistics.median(per)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=100)
+    ap.add_argument("--pixyz", action="store_true", help="also Pixyz 0.3.3's chain (if installed)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(Path(args.worker), args.calls, args.pixyz)
+        return
+    counts = count(args.calls, args.pixyz)
+    rows = [r for r in (*ROWS, "pixyz_lp", "pixyz_s") if f"{r}_2" in counts]
+    per = {r: (counts[f"{r}_8"] - counts[f"{r}_2"]) / 6 for r in rows}
+    us = hand_rate()
+    rate = per["hand_s"] / us  # instructions per microsecond of the hand-written sampling loop
+    print(f"chain joint (d 8, batch 16), per factor, {args.calls} calls; hand-written sampling "
+          f"{us:.1f} us/factor here, so {rate / 1000:.1f}k instructions per us")
+    for r in rows:
+        base = per["hand_s"] if r.endswith("_s") else per["hand_lp"]
+        over = per[r] - base
+        print(f"  {r:<10} {per[r] / 1000:8.1f}k instructions/factor   overhead {over / 1000:7.1f}k"
+              f"  (~{over / rate:5.1f} us)")
+
+
+if __name__ == "__main__":
+    main()
