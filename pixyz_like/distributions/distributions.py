@@ -783,14 +783,18 @@ class DistributionBase(Distribution):
             params, from_forward = {}, ()
         if self._param_vars or self._const_keys:
             self._fill_params(params, x_dict)
-        if params.keys() != self._keys_expected and not self._required_keys_ok(params.keys()):
-            got = sorted(params)
-            raise ParameterError(
-                f"{self._owner()}: the parameters are {got}, but a {self.distribution_name} expects "
-                f"{self._expected_keys_text()} (from forward(), constants or conditioning variables)"
-            )
-        numbers = self._as_tensors(params, inputs, from_forward)
-        shape = self._check_param_shapes(params, inputs, from_forward)
+        usual = self._usual_params(params, inputs, from_forward) if params.keys() == self._keys_expected else None
+        if usual is not None:
+            shape, numbers = usual
+        else:
+            if params.keys() != self._keys_expected and not self._required_keys_ok(params.keys()):
+                got = sorted(params)
+                raise ParameterError(
+                    f"{self._owner()}: the parameters are {got}, but a {self.distribution_name} expects "
+                    f"{self._expected_keys_text()} (from forward(), constants or conditioning variables)"
+                )
+            numbers = self._as_tensors(params, inputs, from_forward)
+            shape = self._check_param_shapes(params, inputs, from_forward)
         if validate:
             self._validate_params(params, from_forward)
         out = _ParamEntry(params, shape, from_forward, validate, numbers)
@@ -834,6 +838,28 @@ class DistributionBase(Distribution):
             else:
                 return self._as_tensors_general(params, inputs, from_forward)
         return kept if floating or not kept else self._as_tensors_general(params, inputs, from_forward)
+
+    def _usual_params(self, params: dict[str, Any], inputs: tuple[Any, ...],
+                      from_forward: tuple[str, ...]) -> tuple[torch.Size, tuple[str, ...]] | None:
+        """The usual parameters decided in one pass, ``(shape, kept numbers)``: floating tensors of one
+        shape and numbers kept as floats (what ``_as_tensors`` then ``_check_param_shapes`` give them);
+        ``None`` for anything else, left to those two (tests/test_fast_paths.py checks they agree)."""
+        numbers, shape = self._number_params, None
+        kept: tuple[str, ...] = ()
+        for key, value in params.items():
+            kind = type(value)
+            if kind is torch.Tensor and value.is_floating_point():
+                if shape is None:
+                    shape = value.shape
+                elif value.shape != shape:
+                    return None
+            elif kind is float and key in numbers and self._valid_number(key, value):
+                kept += (key,)
+            else:
+                return None
+        if shape is None:
+            return None
+        return self._check_shape(shape, params, inputs, from_forward), kept
 
     def _as_tensors_general(
         self, params: dict[str, Any], inputs: tuple[Any, ...], from_forward: tuple[str, ...]
@@ -897,6 +923,12 @@ class DistributionBase(Distribution):
                 f"{self._owner()}: its parameters do not broadcast with each other ({sources}); expected shapes "
                 "(batch, *features) that broadcast"
             ) from e
+        return self._check_shape(shape, params, inputs, from_forward)
+
+    def _check_shape(self, shape: torch.Size, params: dict[str, Any], inputs: tuple[Any, ...],
+                     from_forward: tuple[str, ...]) -> torch.Size:
+        """The parameters' broadcast ``shape`` must fit ``features_shape``, and, from ``forward``, keep the
+        inputs' batch size (or 1)."""
         n_f = len(self._features_shape)
         if n_f or len(self._event_shape):
             self._check_features(shape)
@@ -908,7 +940,7 @@ class DistributionBase(Distribution):
             return shape  # (the usual case: one input of this batch size)
         leads = {t.shape[0] for t in inputs if isinstance(t, torch.Tensor) and t.ndim}
         if leads and shape[0] not in leads:
-            got = ", ".join(f"{k!r}: {tuple(params[k].shape)}" for k in from_forward)
+            got = ", ".join(f"{k!r}: {tuple(params[k].shape)}" for k in from_forward if type(params[k]) is not float)
             raise ShapeError(
                 f"{self._owner()}: forward() returned parameters of batch size {shape[0]} ({got}) for inputs of "
                 f"batch size {sorted(leads)} ({_shapes(dict(zip(self._cond_var, inputs)))}); expected each "

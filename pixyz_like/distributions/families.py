@@ -60,6 +60,13 @@ def _plain_number(t: torch.Tensor | float) -> float | None:
     return v if 0.0 < v < math.inf else None  # (an invalid scale, unvalidated: torch's NaN path)
 
 
+def _shifted(loc: torch.Tensor, scale: torch.Tensor | float, s: float | None, eps: torch.Tensor) -> torch.Tensor:
+    """``loc + scale * eps``: one op, the scale taken as the number ``s`` when it is one."""
+    if s is None:
+        return torch.addcmul(loc, scale, eps)  # type: ignore[arg-type]
+    return loc + eps if s == 1.0 else torch.add(loc, eps, alpha=s)
+
+
 class Normal(DistributionBase):
     r"""Gaussian with mean ``loc`` and standard deviation ``scale``, independent over features.
 
@@ -119,14 +126,17 @@ class Normal(DistributionBase):
 
     def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         loc, scale = params["loc"], params["scale"]
-        # (randn_like when loc has the sample's shape, as from a network: no dtype/device arguments to parse)
-        same = loc.shape == shape and loc.is_contiguous()  # (then randn_like draws what randn(shape) would)
-        eps = torch.randn_like(loc) if same else torch.randn(shape, dtype=loc.dtype, device=loc.device)
-        s = _plain_number(scale)  # (a number kept as a float is valid: then s is it)
+        # (randn_like when loc has the sample's shape, as from a network: no dtype/device arguments to
+        # parse; then it draws what randn(shape) would)
+        if loc.shape == shape and loc.is_contiguous():
+            eps = torch.randn_like(loc)
+        else:
+            eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
+        s = scale if type(scale) is float else _plain_number(scale)  # type: ignore[comparison-overlap]  # (kept floats are valid)
         if reparam or not (loc.requires_grad or (s is None and scale.requires_grad)):
-            return torch.addcmul(loc, scale, eps) if s is None else torch.add(loc, eps, alpha=s)
+            return _shifted(loc, scale, s, eps)
         with torch.no_grad():
-            return torch.addcmul(loc, scale, eps) if s is None else torch.add(loc, eps, alpha=s)
+            return _shifted(loc, scale, s, eps)
 
     def _entropy(self, params: _Params) -> torch.Tensor:
         return 0.5 + _HALF_LOG_2PI + params["scale"].log()
