@@ -149,3 +149,30 @@ def test_a_successful_call_does_not_render_the_formula(monkeypatch):
     s = joint.sample({"c": c})
     joint.get_log_prob(s)
     joint.log_prob().eval(s)
+
+
+def test_the_one_pass_parameters_agree_with_the_general_path():
+    """``_usual_params`` (floating tensors of one shape, numbers kept as floats) gives the shape and
+    kept numbers that ``_as_tensors`` then ``_check_param_shapes`` give, or leaves the case to them."""
+    rng = random.Random(0)
+    p = _NumberScale()
+    y = torch.zeros(4, 3)
+    choices = [lambda: torch.randn(4, 3), lambda: torch.randn(1, 3), lambda: torch.randn(4, 3, dtype=torch.float64),
+               lambda: torch.ones(4, 3, dtype=torch.int64), lambda: 1.0, lambda: 2, lambda: -1.0, lambda: 0.5]
+    decided = 0
+    for _ in range(300):
+        params = {"loc": rng.choice(choices)(), "scale": rng.choice(choices)()}
+        usual = p._usual_params(dict(params), (y,), ("loc", "scale"))
+        general = dict(params)
+        try:
+            kept = p._as_tensors(general, (y,), ("loc", "scale"))
+            shape = p._check_param_shapes(general, (y,), ("loc", "scale"))
+        except Exception:
+            assert usual is None
+            continue
+        if usual is not None:
+            decided += 1
+            assert usual == (shape, kept), params
+            # ...and the general path would have left every parameter as it was (nothing to convert)
+            assert all(general[k] is v or (type(v) is float and general[k] == v) for k, v in params.items())
+    assert decided > 20  # the one pass did decide some cases
