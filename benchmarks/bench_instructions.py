@@ -8,9 +8,13 @@ instructions and in microseconds at the rate of the hand-written loop measured h
 the hand loop divided by its wall time outside valgrind: an estimate, the conversion itself uses the
 clock).
 
+With ``--tiny`` it also counts one call of the tiny VAE train step (x 2, z 1, hidden 8, batch 1; the
+hand-written step with the default Adam, the library's ``Model.train``) and of the tiny VAE loss
+evaluation (x 20, z 4, hidden 32, batch 16), whose wall-clock ratios swing by 20% on this VM.
+
 Needs valgrind (``apt-get install valgrind``); about 3 minutes (the import of torch under valgrind):
 
-    python benchmarks/bench_instructions.py [--calls 100] [--pixyz]
+    python benchmarks/bench_instructions.py [--calls 100] [--pixyz] [--tiny]
 """
 
 from __future__ import annotations
@@ -28,7 +32,46 @@ HERE = Path(__file__).resolve().parent
 ROWS = ("hand_lp", "lib_lp", "hand_s", "lib_s")
 
 
-def _tasks(with_pixyz: bool) -> list:
+def _tiny_tasks() -> list:
+    """The tiny VAE step (hand-written and ``Model.train``) and the tiny loss evaluation, one call each."""
+    import copy
+
+    import torch
+    from bench_small import vae_hand_loss, vae_lib, vae_nets
+    from torch import optim
+
+    import pixyz_like.distributions as D
+    import pixyz_like.losses as L
+    from pixyz_like.models import Model
+
+    torch.manual_seed(0)
+    init, x = vae_nets(2, 1, 8), torch.rand(1, 2).bernoulli()
+    nets = copy.deepcopy(init)
+    opt = optim.Adam([p for m in nets for p in m.parameters()], lr=1e-3)
+
+    def hand_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        vae_hand_loss(nets, x).backward()
+        opt.step()
+
+    p, q, loss = vae_lib(D, L, copy.deepcopy(init), 1)
+    model = Model(loss, distributions=[p, q], optimizer=optim.Adam, optimizer_params={"lr": 1e-3})
+    hand_eval_nets, x20 = vae_nets(20, 4, 32), torch.rand(16, 20)
+    _, _, eval_loss = vae_lib(D, L, hand_eval_nets, 4)
+
+    def hand_eval() -> None:
+        with torch.no_grad():
+            vae_hand_loss(hand_eval_nets, x20)
+
+    def lib_eval() -> None:
+        with torch.no_grad():
+            eval_loss.eval({"x": x20})
+
+    return [("tiny_step_hand", hand_step), ("tiny_step_lib", lambda: model.train({"x": x})),
+            ("tiny_eval_hand", hand_eval), ("tiny_eval_lib", lib_eval)]
+
+
+def _tasks(with_pixyz: bool, tiny: bool = False) -> list:
     import torch
 
     sys.path.insert(0, str(HERE.parent))
@@ -54,7 +97,7 @@ def _tasks(with_pixyz: bool) -> list:
             plp = pj.log_prob()
             tasks += [(f"pixyz_lp_{n}", lambda p=plp, xd=xd: p.eval({k: v.clone() for k, v in xd.items()})),
                       (f"pixyz_s_{n}", lambda j=pj: j.sample(batch_n=16))]
-    return tasks
+    return tasks + (_tiny_tasks() if tiny else [])
 
 
 def _signal(path: Path, text: str = "") -> None:
@@ -70,13 +113,14 @@ def _wait(path: Path, proc: subprocess.Popen | None = None) -> None:
         time.sleep(0.05)
 
 
-def worker(folder: Path, calls: int, with_pixyz: bool) -> None:
-    """Run under valgrind: each task warmed up, then ``calls`` calls between two signals."""
+def worker(folder: Path, calls: int, with_pixyz: bool, tiny: bool) -> None:
+    """Run under valgrind: each task warmed up, then ``calls`` calls between two signals (the chain's
+    without gradients, the train step with them)."""
     import torch
 
     torch.set_num_threads(1)
-    with torch.no_grad():
-        for name, fn in _tasks(with_pixyz):
+    for name, fn in _tasks(with_pixyz, tiny):
+        with torch.set_grad_enabled(name.startswith("tiny_step")):
             for _ in range(20):
                 fn()
             _signal(folder / "ready", name)
@@ -94,13 +138,13 @@ def _control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
 
 
-def count(calls: int, with_pixyz: bool) -> dict[str, float]:
+def count(calls: int, with_pixyz: bool, tiny: bool) -> dict[str, float]:
     """Instructions per call of each task, collected only between the worker's signals."""
     folder = Path(tempfile.mkdtemp(prefix="bench_instr_"))
     out = folder / "cg.out"
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
            sys.executable, __file__, "--worker", str(folder), "--calls", str(calls)]
-    cmd += ["--pixyz"] if with_pixyz else []
+    cmd += (["--pixyz"] if with_pixyz else []) + (["--tiny"] if tiny else [])
     log = open(folder / "log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     pid, result = str(proc.pid), {}
@@ -158,12 +202,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=100)
     ap.add_argument("--pixyz", action="store_true", help="also Pixyz 0.3.3's chain (if installed)")
+    ap.add_argument("--tiny", action="store_true", help="also the tiny VAE train step and loss evaluation")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(Path(args.worker), args.calls, args.pixyz)
+        worker(Path(args.worker), args.calls, args.pixyz, args.tiny)
         return
-    counts = count(args.calls, args.pixyz)
+    counts = count(args.calls, args.pixyz, args.tiny)
     rows = [r for r in (*ROWS, "pixyz_lp", "pixyz_s") if f"{r}_2" in counts]
     per = {r: (counts[f"{r}_8"] - counts[f"{r}_2"]) / 6 for r in rows}
     us = hand_rate()
@@ -175,6 +220,10 @@ def main() -> None:
         over = per[r] - base
         print(f"  {r:<10} {per[r] / 1000:8.1f}k instructions/factor   overhead {over / 1000:7.1f}k"
               f"  (~{over / rate:5.1f} us)")
+    for what in ("tiny_step", "tiny_eval") if args.tiny else ():
+        hand, lib = counts[f"{what}_hand"], counts[f"{what}_lib"]
+        print(f"  {what:<10} hand-written {hand / 1000:8.1f}k, pixyz_like {lib / 1000:8.1f}k instructions per call "
+              f"({lib / hand:.2f}x)")
 
 
 if __name__ == "__main__":
