@@ -33,27 +33,21 @@ class ParamMemo:
 
     def get(self, owner: object, inputs: tuple[Any, ...]) -> Any:
         """What :meth:`put` stored for ``owner`` and these very ``inputs`` (compared by identity), or ``None``."""
-        hit = self._entries.get((id(owner), *map(id, inputs)))
-        if hit is None:
-            return None
-        # The memo keeps the input tensors alive, so their ids cannot be reused within the call;
-        # the identity check is a second guard.
-        for a, b in zip(hit[0], inputs):
-            if a is not b:
-                return None
-        return hit[1]
+        return self.find(owner, inputs)[0]
 
     def put(self, owner: object, inputs: tuple[Any, ...], value: Any) -> None:
         """Store ``value`` for ``owner`` given ``inputs``."""
-        self._entries[(id(owner), *map(id, inputs))] = (inputs, value)
+        self.store(self.find(owner, inputs)[1], inputs, value)
 
     def find(self, owner: object, inputs: tuple[Any, ...]) -> tuple[Any, tuple[int, ...]]:
-        """:meth:`get` and the key under which :meth:`store` stores a value for a miss (one key made,
-        not two, on a distribution's hot path)."""
+        """:meth:`get`, and the key under which :meth:`store` stores a value for these inputs (made once,
+        not twice, on a distribution's hot path: a miss is looked up, then stored)."""
         key = (id(owner), id(inputs[0])) if len(inputs) == 1 else (id(owner), *map(id, inputs))
         hit = self._entries.get(key)
         if hit is None:
             return None, key
+        # The memo keeps the input tensors alive, so their ids cannot be reused within the call;
+        # the identity check is a second guard.
         for a, b in zip(hit[0], inputs):
             if a is not b:
                 return None, key

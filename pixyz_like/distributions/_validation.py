@@ -349,12 +349,8 @@ def all_finite_many(tensors: Sequence[torch.Tensor]) -> bool:
         return all_finite(tensors[0])
     first = tensors[0]
     if first.is_cpu and all(t.dtype is first.dtype and t.is_cpu for t in tensors):
-        grad = torch.is_grad_enabled()
-        torch._C._set_grad_enabled(False)  # (no graph for the check of samples that carry gradients)
-        try:
+        with torch.no_grad():  # (no graph for the check of samples that carry gradients)
             flat = torch._C._nn.flatten_dense_tensors(list(tensors))  # (their entries side by side, in one call)
-        finally:
-            torch._C._set_grad_enabled(grad)
         return all_finite(flat)
     return all(all_finite(t) for t in tensors)
 

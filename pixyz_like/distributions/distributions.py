@@ -783,11 +783,12 @@ class DistributionBase(Distribution):
             params, from_forward = {}, ()
         if self._param_vars or self._const_keys:
             self._fill_params(params, x_dict)
-        usual = self._usual_params(params, inputs, from_forward) if params.keys() == self._keys_expected else None
+        keys_usual = params.keys() == self._keys_expected
+        usual = self._usual_params(params, inputs, from_forward) if keys_usual else None
         if usual is not None:
             shape, numbers = usual
         else:
-            if params.keys() != self._keys_expected and not self._required_keys_ok(params.keys()):
+            if not keys_usual and not self._required_keys_ok(params.keys()):
                 got = sorted(params)
                 raise ParameterError(
                     f"{self._owner()}: the parameters are {got}, but a {self.distribution_name} expects "
@@ -826,44 +827,8 @@ class DistributionBase(Distribution):
         input), so they broadcast like torch.distributions' numbers; integer or bool tensors become
         floating. A number for one of ``_number_params`` in its domain stays a Python float when
         another parameter is a floating tensor (whose dtype and device the number takes where a tensor
-        is needed): the keys so kept are returned."""
-        numbers, floating = self._number_params, False
-        kept: tuple[str, ...] = ()
-        for key, value in params.items():  # (the usual case, decided at once: floating tensors, kept floats)
-            kind = type(value)
-            if kind is torch.Tensor and value.is_floating_point():
-                floating = True
-            elif kind is float and key in numbers and self._valid_number(key, value):
-                kept += (key,)
-            else:
-                return self._as_tensors_general(params, inputs, from_forward)
-        return kept if floating or not kept else self._as_tensors_general(params, inputs, from_forward)
-
-    def _usual_params(self, params: dict[str, Any], inputs: tuple[Any, ...],
-                      from_forward: tuple[str, ...]) -> tuple[torch.Size, tuple[str, ...]] | None:
-        """The usual parameters decided in one pass, ``(shape, kept numbers)``: floating tensors of one
-        shape and numbers kept as floats (what ``_as_tensors`` then ``_check_param_shapes`` give them);
-        ``None`` for anything else, left to those two (tests/test_fast_paths.py checks they agree)."""
-        numbers, shape = self._number_params, None
-        kept: tuple[str, ...] = ()
-        for key, value in params.items():
-            kind = type(value)
-            if kind is torch.Tensor and value.is_floating_point():
-                if shape is None:
-                    shape = value.shape
-                elif value.shape != shape:
-                    return None
-            elif kind is float and key in numbers and self._valid_number(key, value):
-                kept += (key,)
-            else:
-                return None
-        if shape is None:
-            return None
-        return self._check_shape(shape, params, inputs, from_forward), kept
-
-    def _as_tensors_general(
-        self, params: dict[str, Any], inputs: tuple[Any, ...], from_forward: tuple[str, ...]
-    ) -> tuple[str, ...]:
+        is needed): the keys so kept are returned. (The usual case is decided in one pass by
+        ``_usual_params``, before this.)"""
         ref, floating = None, False
         kept: tuple[str, ...] = ()
         for key, value in params.items():
@@ -897,6 +862,28 @@ class DistributionBase(Distribution):
                 params[key] = torch.scalar_tensor(params[key], dtype=dtype, device=ref.device)
             kept = ()
         return kept
+
+    def _usual_params(self, params: dict[str, Any], inputs: tuple[Any, ...],
+                      from_forward: tuple[str, ...]) -> tuple[torch.Size, tuple[str, ...]] | None:
+        """The usual parameters decided in one pass, ``(shape, kept numbers)``: floating tensors of one
+        shape and numbers kept as floats (what ``_as_tensors`` then ``_check_param_shapes`` give them);
+        ``None`` for anything else, left to those two (tests/test_fast_paths.py checks they agree)."""
+        numbers, shape = self._number_params, None
+        kept: tuple[str, ...] = ()
+        for key, value in params.items():
+            kind = type(value)
+            if kind is torch.Tensor and value.is_floating_point():
+                if shape is None:
+                    shape = value.shape
+                elif value.shape != shape:
+                    return None
+            elif kind is float and key in numbers and self._valid_number(key, value):
+                kept += (key,)
+            else:
+                return None
+        if shape is None:
+            return None
+        return self._check_shape(shape, params, inputs, from_forward), kept
 
     def _valid_number(self, key: str, value: float) -> bool:
         """Whether the number ``value`` lies in parameter ``key``'s domain, decided by one comparison: only
