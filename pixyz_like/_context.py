@@ -35,8 +35,11 @@ class EvalContext:
     __slots__ = ("memo", "recorder", "options", "_drawn", "scoring_factor", "deferred_checks", "sampling_factor",
                  "deferred_draws")
 
-    def __init__(self, options: Mapping[str, Any] | None = None, recorder: TermRecorder | None = None) -> None:
-        self.memo = ParamMemo()
+    def __init__(self, options: Mapping[str, Any] | None = None, recorder: TermRecorder | None = None,
+                 memo: bool = True) -> None:
+        #: ``None`` for a call that evaluates each distribution once (a public ``sample()`` or
+        #: ``get_log_prob()``): nothing could be found again, so nothing is stored.
+        self.memo: ParamMemo | None = ParamMemo() if memo else None
         self.recorder = recorder
         self.options: Mapping[str, Any] = options or _NO_OPTIONS
         self._drawn: dict[int, tuple[object, list[Any]]] | None = None

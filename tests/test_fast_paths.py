@@ -8,7 +8,7 @@ import torch
 
 from pixyz_like._context import EvalContext
 from pixyz_like.distributions import Normal
-from pixyz_like.distributions.protocol import broadcast_shapes
+from pixyz_like.distributions.protocol import SampleSpec, broadcast_shapes
 
 
 def test_broadcast_shapes_matches_torch():
@@ -65,6 +65,23 @@ def test_memo_hits_only_the_same_tensors():
         if inputs != (a, b):
             assert ctx.memo.get(dist, inputs) is None
     assert ctx.memo.get(object(), (a, b)) is None
+
+
+def test_a_one_shot_call_keeps_no_memo_and_draws_what_a_formula_draws():
+    """A public ``sample()`` evaluates each factor once (no memo made); a formula's evaluation keeps one.
+    Seeded alike, the two draw the same values, and the joint keeps a given variable it would draw."""
+    assert EvalContext(memo=False).memo is None and EvalContext().memo is not None
+    joint, c = chain(3), torch.randn(4, 2)
+    torch.manual_seed(5)
+    public = joint.sample({"c": c})
+    torch.manual_seed(5)
+    in_formula = joint._sample({"c": c}, ctx=EvalContext(), spec=SampleSpec())
+    for v in ("x0", "x1", "x2"):
+        torch.testing.assert_close(public[v], in_formula[v], rtol=0, atol=0)
+    given = torch.full((4, 2), 7.0)
+    kept = joint.sample({"c": c, "x1": given})
+    assert kept["x1"] is given
+    assert (kept["x2"] - 7.0).abs().max() < 6.0, "x2 is drawn around the given x1 (scale 1)"
 
 
 class _NumberScale(Normal):

@@ -252,14 +252,15 @@ class AutoregressiveDistribution(Distribution):
                                          f"index {first}")
 
     def _params(self, flat: dict[str, Any], n: int, ctx: Any = None, key: tuple = ()) -> dict[str, torch.Tensor]:
-        if ctx is not None:
-            hit = ctx.memo.get(self, key)
+        memo = ctx.memo if ctx is not None else None
+        if memo is not None:
+            hit = memo.get(self, key)
             if hit is not None:
                 return hit
         params = self._call(self.forward, "forward", (), flat)
         self._check_params(params, n, self.positions, "forward")
-        if ctx is not None:
-            ctx.memo.put(self, key, params)
+        if memo is not None:
+            memo.put(self, key, params)
         return params
 
     def get_params(self, params_dict: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 
@@ -136,6 +137,15 @@ class Probe:
         return lo_ok & ((d < hi) if self.strict[1] else (d <= hi))
 
 
+def _number_test(probe: Probe) -> Callable[[float], bool]:
+    """``lo <= v <= hi`` (strict where ``probe`` is) for one number, written out for each strictness."""
+    lo, hi = probe.lo, cast(float, probe.hi)
+    strict_lo, strict_hi = probe.strict
+    if strict_lo:
+        return (lambda v: lo < v < hi) if strict_hi else (lambda v: lo < v <= hi)
+    return (lambda v: lo <= v < hi) if strict_hi else (lambda v: lo <= v <= hi)
+
+
 class Constraint:
     """The domain of a parameter or the support of a value, as bound tests (:class:`Probe`) on the
     entries and, for event families, on each event's sum over the last dimension.
@@ -150,7 +160,7 @@ class Constraint:
     'entry (1,) is -2.0 (1 of 2 entries are not)'
     """
 
-    __slots__ = ("text", "probes", "single")
+    __slots__ = ("text", "probes", "single", "admits")
 
     def __init__(self, text: str, probes: Sequence[Probe]) -> None:
         self.text = text
@@ -158,6 +168,9 @@ class Constraint:
         # The usual case, one bound on the entries themselves, gets a fast path in check().
         only = self.probes[0] if len(self.probes) == 1 else None
         self.single = only if only is not None and only.f is None and not callable(only.hi) else None
+        #: Whether one Python number lies in the domain, one comparison chain (a NaN fails it); ``None``
+        #: for a domain that is not one bound on the entries.
+        self.admits: Callable[[float], bool] | None = None if self.single is None else _number_test(self.single)
 
     def violation(self, t: torch.Tensor) -> str | None:
         """``None`` when ``t`` satisfies the constraint, else where it fails."""

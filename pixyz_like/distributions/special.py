@@ -42,7 +42,8 @@ class Deterministic(Distribution):
 
     def _compute(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
         inputs = tuple(x_dict[v] for v in self._cond_var)
-        hit = ctx.memo.get(self, inputs) if ctx is not None else None
+        memo = ctx.memo if ctx is not None else None
+        hit = memo.get(self, inputs) if memo is not None else None
         if hit is not None:
             return hit
         kwargs = dict(zip(self._cond_var, inputs))
@@ -56,8 +57,8 @@ class Deterministic(Distribution):
             got = sorted(out) if isinstance(out, Mapping) else type(out).__name__
             raise ParameterError(f"{self._owner()}: forward() must return a dict with keys {self._var}, got {got}")
         out = dict(out)
-        if ctx is not None:
-            ctx.memo.put(self, inputs, out)
+        if memo is not None:
+            memo.put(self, inputs, out)
         return out
 
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:

@@ -100,8 +100,9 @@ class TorchDistribution(Distribution):
     # ------------------------------------------------------------------ the torch distribution
     def _build(self, x_dict: Mapping[str, Any], ctx: Any) -> torch.distributions.Distribution:
         inputs = tuple(x_dict[v] for v in self._cond_var)
-        if ctx is not None:
-            hit = ctx.memo.get(self, inputs)
+        memo = ctx.memo if ctx is not None else None
+        if memo is not None:
+            hit = memo.get(self, inputs)
             if hit is not None:
                 return hit
         try:
@@ -116,8 +117,8 @@ class TorchDistribution(Distribution):
                 f"{self._owner()}: {_module_name(self.module)} must return a torch.distributions.Distribution, "
                 f"got {type(dist).__name__}"
             )
-        if ctx is not None:
-            ctx.memo.put(self, inputs, dist)
+        if memo is not None:
+            memo.put(self, inputs, dist)
         return dist
 
     def torch_distribution(self, x_dict: Mapping[str, Any] | None = None) -> torch.distributions.Distribution:

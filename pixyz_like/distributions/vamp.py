@@ -120,13 +120,14 @@ class VampPrior(Distribution):
 
     def _components(self, ctx: EvalContext | None) -> dict[str, torch.Tensor]:
         """The encoder's parameters at the K pseudo-inputs, each of shape ``(K or 1, *features)``."""
-        hit = ctx.memo.get(self, (self.pseudo_inputs,)) if ctx is not None else None
+        memo = ctx.memo if ctx is not None else None
+        hit = memo.get(self, (self.pseudo_inputs,)) if memo is not None else None
         if hit is not None:
             return hit
         u = self.pseudo_inputs if self.activation is None else self.activation(self.pseudo_inputs)
         params = underlying(self.q).params({self.q.input_var[0]: u}, ctx)
-        if ctx is not None:
-            ctx.memo.put(self, (self.pseudo_inputs,), params)
+        if memo is not None:
+            memo.put(self, (self.pseudo_inputs,), params)
         return params
 
     def _family(self) -> DistributionBase:

@@ -558,3 +558,25 @@ def test_all_finite_many_matches_each_tensor():
     for bad in (NAN, INF, -INF):
         assert not all_finite_many([torch.zeros(3), torch.tensor([0.0, bad])])
         assert not all_finite_many([torch.zeros(3, dtype=torch.float64), torch.tensor([bad])])  # mixed dtypes
+
+
+_FAMILIES = [Bernoulli, Beta, Categorical, Dirichlet, FactorizedBernoulli, Gamma, Laplace, Multinomial, Normal,
+             RelaxedBernoulli, RelaxedCategorical]
+_NUMBERS = [-INF, -2.0, -1e-300, -0.0, 0.0, 1e-300, 0.5, 1.0, 2.0, 1e300, INF, NAN]
+
+
+@pytest.mark.parametrize("cls", _FAMILIES, ids=lambda c: c.__name__)
+def test_a_domain_admits_one_number_as_it_admits_that_entry(cls):
+    """``Constraint.admits`` (a comparison chain written out per strictness, read for a number ``forward``
+    returns) agrees with the tensor comparisons of the same bound on a one-entry tensor."""
+    checked = 0
+    for key, support in cls.param_support.items():
+        if support.single is None:
+            assert support.admits is None, (cls.__name__, key)
+            continue
+        for v in _NUMBERS:
+            entry_ok = bool(support.single.elementwise(torch.tensor([v], dtype=torch.float64)).all())
+            assert support.admits(v) is entry_ok, (cls.__name__, key, v)
+            checked += 1
+    if cls in (Normal, Laplace, Gamma, Beta):
+        assert checked, "these families have one-bound domains"
