@@ -193,3 +193,31 @@ def test_the_one_pass_parameters_agree_with_the_general_path():
             # ...and the general path would have left every parameter as it was (nothing to convert)
             assert all(general[k] is v or (type(v) is float and general[k] == v) for k, v in params.items())
     assert decided > 20  # the one pass did decide some cases
+
+
+@pytest.mark.parametrize("key", ["probs", "logits"])
+def test_a_family_with_a_choice_of_parameters_takes_the_one_pass_way(key, monkeypatch):
+    """A Bernoulli decoder giving ``probs`` (or ``logits``) alone is a usual case (decided in one pass,
+    nothing converted), scored as torch.distributions scores it; both keys, or neither, are refused."""
+    from pixyz_like.distributions import Bernoulli
+    from pixyz_like.distributions.distributions import DistributionBase
+    from pixyz_like.errors import ParameterError
+
+    class Decoder(Bernoulli):
+        def __init__(self, keys):
+            super().__init__(var=["x"], cond_var=["z"])
+            self.keys = keys
+
+        def forward(self, z):
+            return {k: torch.sigmoid(z) if k == "probs" else z for k in self.keys}
+
+    general = []
+    monkeypatch.setattr(DistributionBase, "_as_tensors", lambda self, *a: general.append(a) or ())
+    z, x = torch.randn(5, 3), torch.rand(5, 3).bernoulli()
+    lp = Decoder([key]).get_log_prob({"z": z, "x": x})
+    ref = torch.distributions.Bernoulli(**{key: torch.sigmoid(z) if key == "probs" else z}).log_prob(x).sum(-1)
+    torch.testing.assert_close(lp, ref)
+    assert general == []
+    for keys in (["probs", "logits"], []):
+        with pytest.raises(ParameterError, match=r"\['probs'\] or \['logits'\]"):
+            Decoder(keys).get_log_prob({"z": z, "x": x})

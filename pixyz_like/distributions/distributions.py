@@ -589,6 +589,10 @@ class DistributionBase(Distribution):
     """
 
     params_keys: tuple[str, ...] = ()
+    #: The sets of parameters the family takes when it has a choice (Bernoulli: ``probs`` or ``logits``),
+    #: each as ``forward``, the constants and the conditioning variables give them all; empty: exactly
+    #: ``params_keys``.
+    params_key_sets: tuple[tuple[str, ...], ...] = ()
     #: Whether the class computes its parameters with its own ``_get_params`` (a product of experts, a
     #: mixture posterior): set for each class when it is defined, read by ``_params_and_shape``.
     _params_overridden = False
@@ -671,7 +675,9 @@ class DistributionBase(Distribution):
                 self._register_constant(key, value)
         # A subclass that defines forward computes (some of) the parameters with its own network.
         self._custom_forward = type(self).forward is not DistributionBase.forward
-        self._keys_expected = frozenset(self.params_keys)
+        # (the parameter sets taken, the first compared alone: see _param_entry)
+        sets = [frozenset(k) for k in self.params_key_sets] or [frozenset(self.params_keys)]
+        self._keys_expected, self._keys_also = sets[0], frozenset(sets[1:])
         # (inside a joint, the parameters checked before a draw that shows the others: see _draw_shows_invalid)
         self._checked_before_draw = tuple(k for k in self.params_keys if k not in self._draw_shows_invalid)
 
@@ -730,11 +736,10 @@ class DistributionBase(Distribution):
         return {}
 
     # ------------------------------------------------------------------ parameters
-    def _required_keys_ok(self, keys: Iterable[str]) -> bool:
-        return set(keys) == set(self.params_keys)
-
     def _expected_keys_text(self) -> str:
-        return str(sorted(self.params_keys))
+        if not self.params_key_sets:
+            return str(sorted(self.params_keys))
+        return " or ".join(str(list(keys)) for keys in self.params_key_sets)
 
     def _get_params(self, x_dict: Mapping[str, Any], ctx: EvalContext | None) -> dict[str, torch.Tensor]:
         """The family's parameters given the inputs in ``x_dict``: from ``forward``, conditioning
@@ -783,12 +788,12 @@ class DistributionBase(Distribution):
             params, from_forward = {}, ()
         if self._param_vars or self._const_keys:
             self._fill_params(params, x_dict)
-        keys_usual = params.keys() == self._keys_expected
+        keys_usual = params.keys() == self._keys_expected or (self._keys_also and frozenset(params) in self._keys_also)
         usual = self._usual_params(params, inputs, from_forward) if keys_usual else None
         if usual is not None:
             shape, numbers = usual
         else:
-            if not keys_usual and not self._required_keys_ok(params.keys()):
+            if not keys_usual:
                 got = sorted(params)
                 raise ParameterError(
                     f"{self._owner()}: the parameters are {got}, but a {self.distribution_name} expects "

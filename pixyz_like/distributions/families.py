@@ -16,7 +16,7 @@ gradient, finite where a decoder's sigmoid saturates to exactly 0 or 1.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -179,6 +179,7 @@ class Bernoulli(DistributionBase):
 
     distribution_name = "Bernoulli"
     params_keys = ("probs", "logits")
+    params_key_sets = (("probs",), ("logits",))
     distribution_torch_class = torch.distributions.Bernoulli
     param_support = {"probs": UNIT_INTERVAL, "logits": FINITE}
 
@@ -197,13 +198,6 @@ class Bernoulli(DistributionBase):
         super().__init__(
             var=var, cond_var=cond_var, name=name, features_shape=features_shape, probs=probs, logits=logits
         )
-
-    def _required_keys_ok(self, keys: Iterable[str]) -> bool:
-        keys = set(keys)
-        return keys == {"probs"} or keys == {"logits"}
-
-    def _expected_keys_text(self) -> str:
-        return "['probs'] or ['logits']"
 
     def _log_prob_value(self, params: _Params, value: torch.Tensor) -> torch.Tensor:
         if "probs" in params:
@@ -446,11 +440,6 @@ def _no_relaxed_mean(dist: DistributionBase) -> NotDefinedError:
     )
 
 
-def _relaxed_keys_ok(keys: Iterable[str]) -> bool:
-    keys = set(keys)
-    return keys == {"temperature", "probs"} or keys == {"temperature", "logits"}
-
-
 class _Relaxed(DistributionBase):
     """What the relaxed (Concrete) families share: reparameterised draws, the straight-through ``hard``
     option, and the underlying discrete distribution's mean and variance (as in Pixyz)."""
@@ -527,6 +516,7 @@ class RelaxedBernoulli(_Relaxed):
 
     distribution_name = "RelaxedBernoulli"
     params_keys = ("temperature", "probs", "logits")
+    params_key_sets = (("temperature", "probs"), ("temperature", "logits"))
     has_reparam = True
     distribution_torch_class = torch.distributions.RelaxedBernoulli
     param_support = {"temperature": POSITIVE, "probs": UNIT_INTERVAL, "logits": FINITE}
@@ -553,12 +543,6 @@ class RelaxedBernoulli(_Relaxed):
         if key == "temperature" and tensor.numel() == 1:
             return _temperature_constant(self, tensor)
         return super()._shaped_constant(key, tensor)
-
-    def _required_keys_ok(self, keys: Iterable[str]) -> bool:
-        return _relaxed_keys_ok(keys)
-
-    def _expected_keys_text(self) -> str:
-        return "['temperature', 'probs'] or ['temperature', 'logits']"
 
     @staticmethod
     def _logits(params: _Params) -> torch.Tensor:
