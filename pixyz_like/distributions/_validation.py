@@ -137,13 +137,14 @@ class Probe:
         return lo_ok & ((d < hi) if self.strict[1] else (d <= hi))
 
 
-def _number_test(probe: Probe) -> Callable[[float], bool]:
-    """``lo <= v <= hi`` (strict where ``probe`` is) for one number, written out for each strictness."""
+def _range_test(probe: Probe) -> Callable[[float, float], bool]:
+    """``lo <= mn and mx <= hi`` (strict where ``probe`` is), written out for each strictness: what
+    :meth:`Probe.holds` decides for a bound that does not depend on the tensor, without its lookups."""
     lo, hi = probe.lo, cast(float, probe.hi)
     strict_lo, strict_hi = probe.strict
     if strict_lo:
-        return (lambda v: lo < v < hi) if strict_hi else (lambda v: lo < v <= hi)
-    return (lambda v: lo <= v < hi) if strict_hi else (lambda v: lo <= v <= hi)
+        return (lambda mn, mx: lo < mn and mx < hi) if strict_hi else (lambda mn, mx: lo < mn and mx <= hi)
+    return (lambda mn, mx: lo <= mn and mx < hi) if strict_hi else (lambda mn, mx: lo <= mn and mx <= hi)
 
 
 class Constraint:
@@ -160,7 +161,7 @@ class Constraint:
     'entry (1,) is -2.0 (1 of 2 entries are not)'
     """
 
-    __slots__ = ("text", "probes", "single", "admits")
+    __slots__ = ("text", "probes", "single", "within")
 
     def __init__(self, text: str, probes: Sequence[Probe]) -> None:
         self.text = text
@@ -168,9 +169,10 @@ class Constraint:
         # The usual case, one bound on the entries themselves, gets a fast path in check().
         only = self.probes[0] if len(self.probes) == 1 else None
         self.single = only if only is not None and only.f is None and not callable(only.hi) else None
-        #: Whether one Python number lies in the domain, one comparison chain (a NaN fails it); ``None``
-        #: for a domain that is not one bound on the entries.
-        self.admits: Callable[[float], bool] | None = None if self.single is None else _number_test(self.single)
+        #: ``within(mn, mx)``: whether entries whose extrema are ``mn`` and ``mx`` lie in the domain, one
+        #: comparison chain (a NaN fails it; ``within(v, v)`` for one number); ``None`` for a domain that is
+        #: not one bound on the entries.
+        self.within: Callable[[float, float], bool] | None = None if self.single is None else _range_test(self.single)
 
     def violation(self, t: torch.Tensor) -> str | None:
         """``None`` when ``t`` satisfies the constraint, else where it fails."""
@@ -295,19 +297,20 @@ def check(
     rest = []
     for item in items:
         t, c = item[1], item[2]
-        probe = c.single
-        if probe is None or not t.is_cpu or not t.numel():
+        within = c.within
+        n = t.numel()
+        if within is None or not n or not t.is_cpu:
             rest.append(item)
             continue
         # On the CPU reading a number back is cheap: one read for a single number (a parameter given
         # as a Python number, a scalar constant), else one aminmax and two reads per tensor.
-        if t.numel() == 1:
+        if n == 1:
             mn = mx = t.item()
         else:
-            lo, hi = torch.aminmax(t.detach())
+            lo, hi = torch.aminmax(t.detach() if t.requires_grad else t)
             mn, mx = lo.item(), hi.item()
-        if not probe.holds(mn, mx, t):
-            _fail(owner, error, describe(item[0]), c, t, probe)
+        if not within(mn, mx):
+            _fail(owner, error, describe(item[0]), c, t, c.probes[0])
     if rest:
         _check_all(owner, rest, error, describe)
 

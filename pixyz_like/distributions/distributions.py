@@ -897,8 +897,8 @@ class DistributionBase(Distribution):
         support = self.param_support.get(key)
         if support is None:
             return True
-        admits = support.admits
-        return admits is not None and admits(value)
+        within = support.within
+        return within is not None and within(value, value)
 
     def _check_param_shapes(self, params: dict[str, Any], inputs: tuple[Any, ...],
                             from_forward: tuple[str, ...]) -> torch.Size:
@@ -963,9 +963,12 @@ class DistributionBase(Distribution):
             return
         # Constants were checked when given, and are buffers: nothing trains them between calls.
         support, buffers = self.param_support, self._buffers
-        # (a number kept as a float was found in its domain when kept: see _valid_number)
-        items = [(k, t, support[k]) for k, t in params.items()
-                 if k in support and k not in skip and type(t) is not float and t is not buffers.get(k)]
+        items = []
+        for k, t in params.items():
+            c = support.get(k)
+            # (a number kept as a float was found in its domain when kept: see _valid_number)
+            if c is not None and type(t) is not float and k not in skip and t is not buffers.get(k):
+                items.append((k, t, c))
         if items:
             _validation.check(self._owner, items, ParameterError, lambda k: self._param_source(k, from_forward))
 

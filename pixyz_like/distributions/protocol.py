@@ -123,6 +123,16 @@ def broadcast_shapes(shapes: Sequence[torch.Size]) -> torch.Size:
     torch.Size([4, 3])
     """
     first = shapes[0]
+    if len(shapes) == 2 and len(shapes[1]) == len(first):  # (the usual case: a KL's two sides, a value and its parameters)
+        out2 = []
+        for a, b in zip(first, shapes[1]):
+            if a == b or b == 1:
+                out2.append(a)
+            elif a == 1:
+                out2.append(b)
+            else:
+                return torch.broadcast_shapes(*shapes)  # incompatible: torch's own error
+        return torch.Size(out2)
     if all(s == first for s in shapes):
         return first
     out = [1] * max(len(s) for s in shapes)
