@@ -1137,7 +1137,7 @@ class DistributionBase(Distribution):
         if validating and not entry.validated:
             if ctx.scoring_factor is self and ctx.deferred_checks is not None:
                 ctx.deferred_checks.append((self, entry, checked))  # the joint checks its total
-            elif not _validation.all_finite(lp):
+            elif not _validation.surely_finite(lp):
                 self._name_invalid(entry, checked)
         return lp
 

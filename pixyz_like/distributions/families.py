@@ -135,8 +135,8 @@ class Normal(DistributionBase):
         s = scale if type(scale) is float else _plain_number(scale)  # type: ignore[comparison-overlap]  # (kept number)
         if reparam or not (loc.requires_grad or (s is None and scale.requires_grad)):
             return _shifted(loc, scale, s, eps)
-        with torch.no_grad():
-            return _shifted(loc, scale, s, eps)
+        # (a draw without reparameterisation carries no graph: detached, cheaper than a no_grad block)
+        return _shifted(loc.detach(), scale if s is not None else scale.detach(), s, eps)
 
     def _entropy(self, params: _Params) -> torch.Tensor:
         return 0.5 + _HALF_LOG_2PI + params["scale"].log()
@@ -216,8 +216,8 @@ class Bernoulli(DistributionBase):
         return params["probs"] if "probs" in params else torch.sigmoid(params["logits"])
 
     def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
-        with torch.no_grad():
-            return torch.bernoulli(self._probs(params).expand(shape))
+        probs = self._probs(params)  # (detached where it carries a graph: a draw has no gradient)
+        return torch.bernoulli((probs.detach() if probs.requires_grad else probs).expand(shape))
 
     def _entropy(self, params: _Params) -> torch.Tensor:
         if "probs" in params:
@@ -357,12 +357,11 @@ class Categorical(DistributionBase):
         return (value * self._log_probs(params)).sum(-1)
 
     def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
-        with torch.no_grad():
-            probs = params["probs"]
-            k = probs.shape[-1]
-            flat = probs.expand(shape).reshape(-1, k)
-            idx = torch.multinomial(flat, 1).squeeze(-1)
-            return F.one_hot(idx, k).to(probs.dtype).reshape(shape)
+        probs = params["probs"].detach()  # (a draw has no gradient)
+        k = probs.shape[-1]
+        flat = probs.expand(shape).reshape(-1, k)
+        idx = torch.multinomial(flat, 1).squeeze(-1)
+        return F.one_hot(idx, k).to(probs.dtype).reshape(shape)
 
     def _entropy(self, params: _Params) -> torch.Tensor:
         logp = self._log_probs(params)

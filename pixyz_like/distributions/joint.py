@@ -19,7 +19,7 @@ from .._context import EvalContext
 from .._latex import convert_latex_name
 from ..errors import GraphError, NotDefinedError, ShapeError
 from ..utils import tolist
-from ._validation import all_finite, all_finite_many
+from . import _validation
 from .distributions import Distribution, DistributionBase
 from .graph import sampling_order
 from .protocol import SampleSpec, ScoreSpec
@@ -225,7 +225,7 @@ class MultiplyDistribution(Distribution):
         finally:
             ctx.scoring_factor, ctx.deferred_checks = saved
         assert total is not None  # a joint has at least two factors
-        if pending and not all_finite(total):
+        if pending and not _validation.surely_finite(total):
             for f, entry, value in pending:
                 f._name_invalid(entry, value)
         return total
@@ -273,7 +273,7 @@ def _check_draws(pending: list[Any]) -> None:
     """Check the samples the factors left to their joint, then forget them: one reduction for all; when
     one is not finite, each factor's parameters in drawing order, the first invalid one named (none
     invalid: an overflow of valid parameters, and the samples stand)."""
-    if not all_finite_many([value for _, _, value in pending]):
+    if not _validation.surely_finite_many([value for _, _, value in pending]):
         for f, entry, _ in pending:
             f._validate_params(entry.params, entry.from_forward)
     else:  # finite samples: every parameter they show was valid (a later reader of the memo need not check)

@@ -123,7 +123,7 @@ def broadcast_shapes(shapes: Sequence[torch.Size]) -> torch.Size:
     torch.Size([4, 3])
     """
     first = shapes[0]
-    if len(shapes) == 2 and len(shapes[1]) == len(first):  # (the usual case: a KL's two sides, a value and its parameters)
+    if len(shapes) == 2 and len(shapes[1]) == len(first):  # (the usual case: a KL's two sides)
         out2 = []
         for a, b in zip(first, shapes[1]):
             if a == b or b == 1:

@@ -329,6 +329,21 @@ def _aminmax_calls(monkeypatch) -> list:
     return calls
 
 
+def _screen_calls(monkeypatch) -> list:
+    """The shapes of the tensors the finiteness screen (one sum, one read) is given."""
+    from pixyz_like.distributions import _validation
+
+    calls = []
+    real = _validation.surely_finite
+
+    def counting(t):
+        calls.append(t.shape)
+        return real(t)
+
+    monkeypatch.setattr(_validation, "surely_finite", counting)
+    return calls
+
+
 def test_one_host_read_per_parameter_on_the_cpu_path(monkeypatch):
     """The default path reads back only the minimum and maximum of each tensor."""
     calls = _aminmax_calls(monkeypatch)
@@ -341,12 +356,11 @@ def test_one_host_read_per_parameter_on_the_cpu_path(monkeypatch):
 def test_a_self_checking_score_reads_only_the_log_density(monkeypatch):
     """Normal's log-density is NaN or infinite whenever loc, scale or the value is invalid, so scoring
     checks the (batch,) log-density alone; sampling still checks every parameter."""
-    calls = _aminmax_calls(monkeypatch)
+    calls, screened = _aminmax_calls(monkeypatch), _screen_calls(monkeypatch)
     case = CASES[0]
     assert case.cls is Normal
     case.dist().get_log_prob({"x": case.value, **case.inputs()})
-    assert calls == [torch.Size([2])]
-    calls.clear()
+    assert calls == [] and screened == [torch.Size([2])]
     case.dist().sample(case.inputs())
     assert calls == [torch.Size([2, 3])] * 2
 
@@ -433,9 +447,9 @@ def _chain(shifts):
 def test_a_joint_checks_its_total_once(monkeypatch):
     """The factors' self-checking scores leave their check to the joint's total: one read in all."""
     joint, x = _chain([torch.zeros(2)] * 3)
-    calls = _aminmax_calls(monkeypatch)
+    calls, screened = _aminmax_calls(monkeypatch), _screen_calls(monkeypatch)
     lp = joint.get_log_prob(x)
-    assert calls == [torch.Size([3])]
+    assert calls == [] and screened == [torch.Size([3])]
     expected = sum(torch.distributions.Normal(x[f"x{i - 1}"] if i else torch.zeros(2), 1.0).log_prob(x[f"x{i}"]).sum(-1)
                    for i in range(4))
     assert torch.allclose(lp, expected)
@@ -504,10 +518,10 @@ def test_a_joint_checks_its_draws_once(monkeypatch):
     """Three Normal factors with number scales: one read for all their samples, and the samples are
     those of the same draws made factor by factor."""
     joint, _ = _chain([torch.zeros(2)] * 3)
-    calls = _aminmax_calls(monkeypatch)
+    calls, screened = _aminmax_calls(monkeypatch), _screen_calls(monkeypatch)
     torch.manual_seed(0)
     s = joint.sample(batch_n=5)
-    assert calls == [torch.Size([5 * 2 * 4])]
+    assert calls == [] and screened == [torch.Size([5 * 2 * 4])]
     torch.manual_seed(0)
     x = torch.randn(5, 2)
     for _ in range(3):  # x_i = x_{i-1} + eps: the chain's shifts are zero, its scales 1.0
@@ -552,14 +566,35 @@ def test_a_subclass_changing_the_sampler_checks_its_parameters_itself():
         joint.sample(batch_n=2)
 
 
-def test_all_finite_many_matches_each_tensor():
-    from pixyz_like.distributions._validation import all_finite_many
+def test_surely_finite_many_matches_each_tensor():
+    from pixyz_like.distributions._validation import surely_finite_many
 
     ok = [torch.zeros(2, 3), torch.ones(4, dtype=torch.float64), torch.zeros(1)]
-    assert all_finite_many(ok) and all_finite_many(ok[:1]) and all_finite_many([torch.zeros(2), torch.ones(3)])
+    assert surely_finite_many(ok) and surely_finite_many(ok[:1]) and surely_finite_many([torch.zeros(2), torch.ones(3)])
     for bad in (NAN, INF, -INF):
-        assert not all_finite_many([torch.zeros(3), torch.tensor([0.0, bad])])
-        assert not all_finite_many([torch.zeros(3, dtype=torch.float64), torch.tensor([bad])])  # mixed dtypes
+        assert not surely_finite_many([torch.zeros(3), torch.tensor([0.0, bad])])
+        assert not surely_finite_many([torch.zeros(3, dtype=torch.float64), torch.tensor([bad])])  # mixed dtypes
+
+
+def test_the_finiteness_screen_sums_and_its_false_alarms_let_valid_values_stand():
+    """A finite sum proves every entry finite; finite entries whose sum overflows give a false alarm,
+    after which the callers look at the entries themselves and let valid values stand."""
+    from pixyz_like.distributions._validation import surely_finite
+
+    big = torch.full((4,), 3e38)
+    assert torch.isfinite(big).all() and not surely_finite(big)  # (the sum overflows float32)
+    assert surely_finite(torch.full((100,), 60000.0, dtype=torch.float16))  # (summed in float32)
+    # a Normal's log-density of finite values far out: each row finite, their sum is not
+    p = Normal(loc=torch.zeros(1), scale=torch.ones(1), var=["x"])
+    x = torch.full((4, 1), 1.5e19)
+    lp = p.get_log_prob({"x": x})
+    torch.testing.assert_close(lp, torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(-1))
+    assert torch.isfinite(lp).all()
+    # a joint's draws of huge but valid means: the samples stand
+    root = Normal(loc=torch.full((1, 3), 3e38), scale=torch.ones(1, 3), var=["a"], name="r")
+    child = Normal(loc="a", scale=1.0, var=["b"], cond_var=["a"], name="c")
+    s = (child * root).sample(batch_n=8)
+    assert torch.isfinite(s["a"]).all() and torch.isfinite(s["b"]).all()
 
 
 _FAMILIES = [Bernoulli, Beta, Categorical, Dirichlet, FactorizedBernoulli, Gamma, Laplace, Multinomial, Normal,
