@@ -155,7 +155,10 @@ def _kl_normal_normal(p: _Params, q: _Params) -> torch.Tensor:
     inv_q = q["scale"].reciprocal()
     ratio = p["scale"] * inv_q
     shift = (p["loc"] - q["loc"]) * inv_q
-    return 0.5 * (ratio**2 + shift**2 - 1) - ratio.log()
+    # (ratio^2 + shift^2 - 1) / 2 - log(ratio) as (-1/2 - log ratio) + ratio^2 / 2 + shift^2 / 2: three
+    # fused ops after the log where the written-out form takes six (each op is ~4 us on small tensors)
+    half_sq = torch.addcmul(torch.rsub(ratio.log(), -0.5), ratio, ratio, value=0.5)
+    return torch.addcmul(half_sq, shift, shift, value=0.5)
 
 
 class Bernoulli(DistributionBase):

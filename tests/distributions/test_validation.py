@@ -361,8 +361,8 @@ def test_a_self_checking_score_reads_only_the_log_density(monkeypatch):
     assert case.cls is Normal
     case.dist().get_log_prob({"x": case.value, **case.inputs()})
     assert calls == [] and screened == [torch.Size([2])]
-    case.dist().sample(case.inputs())
-    assert calls == [torch.Size([2, 3])] * 2
+    case.dist().sample(case.inputs())  # (loc's finiteness by the sum screen, the scale's bounds by its extrema)
+    assert calls == [torch.Size([2, 3])] and screened == [torch.Size([2]), torch.Size([2, 3])]
 
 
 _INVALID_NORMAL = {"loc": [NAN, INF, -INF], "scale": [NAN, INF, -INF, 0.0, -1.0, -1e-30], "x": [NAN, INF, -INF]}
@@ -595,6 +595,11 @@ def test_the_finiteness_screen_sums_and_its_false_alarms_let_valid_values_stand(
     child = Normal(loc="a", scale=1.0, var=["b"], cond_var=["a"], name="c")
     s = (child * root).sample(batch_n=8)
     assert torch.isfinite(s["a"]).all() and torch.isfinite(s["b"]).all()
+    # a parameter checked for finiteness alone: huge finite entries pass, a NaN is named
+    q = Normal(loc="y", scale=1.0, var=["x"], cond_var=["y"], name="q")
+    assert torch.isfinite(q.sample({"y": torch.full((4, 3), 3e38)})["x"]).all()
+    with pytest.raises(ParameterError, match=r"q\(x\|y\).*'loc'.*finite"):
+        q.sample({"y": put(torch.full((4, 3), 3e38), (2, 1), NAN)})
 
 
 _FAMILIES = [Bernoulli, Beta, Categorical, Dirichlet, FactorizedBernoulli, Gamma, Laplace, Multinomial, Normal,
