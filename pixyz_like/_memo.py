@@ -2,10 +2,11 @@
 
 ``q(z|x)`` read by both the KL term and the expectation of one loss runs its network once: the first
 read stores the parameters under the distribution and the identity of its input tensors, the second
-finds them. One memo lives in each :class:`~pixyz_like._context.EvalContext`, made by a top-level
-call and dropped when it returns, so nothing is ever reused across calls (the defect of Pixyz's
-process-wide LRU cache: training twice on one tensor, refilling an input buffer in place or
-switching train/test mode saw stale values).
+finds them. One memo lives in each :class:`~pixyz_like._context.EvalContext` of a formula's
+evaluation (a one-shot ``sample()`` or ``get_log_prob()``, which reads each distribution once, keeps
+none), made by the top-level call and dropped when it returns, so nothing is ever reused across calls
+(the defect of Pixyz's process-wide LRU cache: training twice on one tensor, refilling an input
+buffer in place or switching train/test mode saw stale values).
 """
 
 from __future__ import annotations
