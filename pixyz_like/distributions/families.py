@@ -148,7 +148,7 @@ class Normal(DistributionBase):
         return params["scale"] ** 2
 
 
-_MINUS_HALF = torch.tensor(-0.5)  # (read only)
+_MINUS_HALF = torch.tensor(-0.5, device="cpu")  # (read only; a CPU scalar whatever the default device)
 
 
 @register_kl(Normal, Normal)
