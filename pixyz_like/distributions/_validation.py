@@ -19,11 +19,12 @@ Inside :func:`torch.compile` the checks are skipped (a data-dependent branch wou
 Cost: every check is a bound on the minimum and maximum of a tensor (a scale's minimum is above 0 and
 its maximum below infinity; NaN fails every bound), so each parameter and value costs one
 ``torch.aminmax`` (two or three for the event families: the sums over the last dimension, integer
-counts; one sum for a domain that is finiteness alone, see :func:`surely_finite`), and on an accelerator all the extrema of one call are read back in a single host
-synchronisation. Only when a bound fails are the offending entries looked for. A family whose
-log-density is NaN or infinite whenever a parameter or the value is invalid (the Normal) is scored
-with one check of the log-density instead (:func:`surely_finite`, one sum; a joint checks the total of such
-factors once), and its parameters are looked at only to name the culprit when that check fails.
+counts; one sum for a domain that is finiteness alone, see :func:`surely_finite`), and on an
+accelerator all the extrema of one call are read back in a single host synchronisation. Only when a
+bound fails are the offending entries looked for. A family whose log-density is NaN or infinite
+whenever a parameter or the value is invalid (the Normal) is scored with one check of the
+log-density instead (:func:`surely_finite`, one sum; a joint checks the total of such factors once),
+and its parameters are looked at only to name the culprit when that check fails.
 ``benchmarks/bench_validation.py`` measures the cost on the core benchmark.
 
 >>> import torch
