@@ -10,11 +10,14 @@ clock).
 
 With ``--tiny`` it also counts one call of the tiny VAE train step (x 2, z 1, hidden 8, batch 1; the
 hand-written step with the default Adam, the library's ``Model.train``) and of the tiny VAE loss
-evaluation (x 20, z 4, hidden 32, batch 16), whose wall-clock ratios swing by 20% on this VM.
+evaluation (x 20, z 4, hidden 32, batch 16), whose wall-clock ratios swing by 20% on this VM. With
+``--compiled``, the compiled quick-start step of ``bench_small.py``'s compile row (the loss through
+``torch.compile``, backward, the default Adam, batch 128; 5 calls each after the compilation, which
+takes several minutes under valgrind).
 
 Needs valgrind (``apt-get install valgrind``); about 3 minutes (the import of torch under valgrind):
 
-    python benchmarks/bench_instructions.py [--calls 100] [--pixyz] [--tiny]
+    python benchmarks/bench_instructions.py [--calls 100] [--pixyz] [--tiny] [--compiled]
 """
 
 from __future__ import annotations
@@ -71,7 +74,42 @@ def _tiny_tasks() -> list:
             ("tiny_eval_hand", hand_eval), ("tiny_eval_lib", lib_eval)]
 
 
-def _tasks(with_pixyz: bool, tiny: bool = False) -> list:
+def _compiled_tasks() -> list:
+    """The compiled loss + default Adam step of bench_small.py's compile row, hand-written and library."""
+    import copy
+
+    import torch
+    from bench_small import vae_hand_loss, vae_lib, vae_nets
+    from torch import optim
+
+    import pixyz_like.distributions as D
+    import pixyz_like.losses as L
+
+    torch.manual_seed(0)
+    init, x = vae_nets(784, 64, 512), torch.rand(128, 784).bernoulli()
+    nets = copy.deepcopy(init)
+    p, q, loss = vae_lib(D, L, copy.deepcopy(init), 64)
+    ours, hand = torch.compile(lambda x: loss.eval({"x": x})), torch.compile(lambda x: vae_hand_loss(nets, x))
+
+    def step(fn, params):
+        opt = optim.Adam(params, lr=1e-3)
+
+        def run() -> None:
+            opt.zero_grad(set_to_none=True)
+            fn(x).backward()
+            opt.step()
+        return run
+
+    return [("compiled_step_hand", step(hand, [p_ for m in nets for p_ in m.parameters()])),
+            ("compiled_step_lib", step(ours, [p_ for m in (p, q) for p_ in m.parameters()]))]
+
+
+def _calls(name: str, calls: int) -> int:
+    """Calls counted for a task (a compiled step is ~90M instructions: 5 are exact enough)."""
+    return 5 if name.startswith("compiled") else calls
+
+
+def _tasks(with_pixyz: bool, tiny: bool = False, compiled: bool = False) -> list:
     import torch
 
     sys.path.insert(0, str(HERE.parent))
@@ -97,7 +135,7 @@ def _tasks(with_pixyz: bool, tiny: bool = False) -> list:
             plp = pj.log_prob()
             tasks += [(f"pixyz_lp_{n}", lambda p=plp, xd=xd: p.eval({k: v.clone() for k, v in xd.items()})),
                       (f"pixyz_s_{n}", lambda j=pj: j.sample(batch_n=16))]
-    return tasks + (_tiny_tasks() if tiny else [])
+    return tasks + (_tiny_tasks() if tiny else []) + (_compiled_tasks() if compiled else [])
 
 
 def _signal(path: Path, text: str = "") -> None:
@@ -113,20 +151,20 @@ def _wait(path: Path, proc: subprocess.Popen | None = None) -> None:
         time.sleep(0.05)
 
 
-def worker(folder: Path, calls: int, with_pixyz: bool, tiny: bool) -> None:
+def worker(folder: Path, calls: int, with_pixyz: bool, tiny: bool, compiled: bool = False) -> None:
     """Run under valgrind: each task warmed up, then ``calls`` calls between two signals (the chain's
     without gradients, the train step with them)."""
     import torch
 
     torch.set_num_threads(1)
-    for name, fn in _tasks(with_pixyz, tiny):
-        with torch.set_grad_enabled(name.startswith("tiny_step")):
-            for _ in range(20):
+    for name, fn in _tasks(with_pixyz, tiny, compiled):
+        with torch.set_grad_enabled(name.startswith(("tiny_step", "compiled"))):
+            for _ in range(3 if name.startswith("compiled") else 20):
                 fn()
             _signal(folder / "ready", name)
             _wait(folder / "go")
             (folder / "go").unlink()
-            for _ in range(calls):
+            for _ in range(_calls(name, calls)):
                 fn()
             _signal(folder / "done", name)
             _wait(folder / "next")
@@ -138,13 +176,13 @@ def _control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
 
 
-def count(calls: int, with_pixyz: bool, tiny: bool) -> dict[str, float]:
+def count(calls: int, with_pixyz: bool, tiny: bool, compiled: bool = False) -> dict[str, float]:
     """Instructions per call of each task, collected only between the worker's signals."""
     folder = Path(tempfile.mkdtemp(prefix="bench_instr_"))
     out = folder / "cg.out"
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
            sys.executable, __file__, "--worker", str(folder), "--calls", str(calls)]
-    cmd += (["--pixyz"] if with_pixyz else []) + (["--tiny"] if tiny else [])
+    cmd += (["--pixyz"] if with_pixyz else []) + (["--tiny"] if tiny else []) + (["--compiled"] if compiled else [])
     log = open(folder / "log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     pid, result = str(proc.pid), {}
@@ -166,7 +204,7 @@ def count(calls: int, with_pixyz: bool, tiny: bool) -> dict[str, float]:
         _control("-i", "off", pid)
         dump = max(glob.glob(f"{out}.*"), key=os.path.getmtime)
         totals = next(line for line in open(dump) if line.startswith("totals:"))
-        result[name] = int(totals.split()[1]) / calls
+        result[name] = int(totals.split()[1]) / _calls(name, calls)
         os.remove(dump)
         (folder / "next").touch()
     proc.wait()
@@ -203,12 +241,13 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=100)
     ap.add_argument("--pixyz", action="store_true", help="also Pixyz 0.3.3's chain (if installed)")
     ap.add_argument("--tiny", action="store_true", help="also the tiny VAE train step and loss evaluation")
+    ap.add_argument("--compiled", action="store_true", help="also the compiled quick-start train step")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(Path(args.worker), args.calls, args.pixyz, args.tiny)
+        worker(Path(args.worker), args.calls, args.pixyz, args.tiny, args.compiled)
         return
-    counts = count(args.calls, args.pixyz, args.tiny)
+    counts = count(args.calls, args.pixyz, args.tiny, args.compiled)
     rows = [r for r in (*ROWS, "pixyz_lp", "pixyz_s") if f"{r}_2" in counts]
     per = {r: (counts[f"{r}_8"] - counts[f"{r}_2"]) / 6 for r in rows}
     us = hand_rate()
@@ -220,10 +259,12 @@ def main() -> None:
         over = per[r] - base
         print(f"  {r:<10} {per[r] / 1000:8.1f}k instructions/factor   overhead {over / 1000:7.1f}k"
               f"  (~{over / rate:5.1f} us)")
-    for what in ("tiny_step", "tiny_eval") if args.tiny else ():
+    for what in ("tiny_step", "tiny_eval", "compiled_step"):
+        if f"{what}_hand" not in counts:
+            continue
         hand, lib = counts[f"{what}_hand"], counts[f"{what}_lib"]
         print(f"  {what:<10} hand-written {hand / 1000:8.1f}k, pixyz_like {lib / 1000:8.1f}k instructions per call "
-              f"({lib / hand:.2f}x)")
+              f"({lib / hand:.3f}x)")
 
 
 if __name__ == "__main__":
