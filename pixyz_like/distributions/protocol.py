@@ -122,26 +122,25 @@ def broadcast_shapes(shapes: Sequence[torch.Size]) -> torch.Size:
     >>> broadcast_shapes([torch.Size([4, 1]), torch.Size([3])])
     torch.Size([4, 3])
     """
-    first = shapes[0]
-    if len(shapes) == 2 and len(shapes[1]) == len(first):  # (the usual case: a KL's two sides)
-        out2 = []
-        for a, b in zip(first, shapes[1]):
-            if a == b or b == 1:
-                out2.append(a)
-            elif a == 1:
-                out2.append(b)
-            else:
-                return torch.broadcast_shapes(*shapes)  # incompatible: torch's own error
-        return torch.Size(out2)
-    if all(s == first for s in shapes):
-        return first
-    out = [1] * max(len(s) for s in shapes)
-    for s in shapes:
-        off = len(out) - len(s)
-        for i, d in enumerate(s):
-            o = out[off + i]
-            if d != o and d != 1:
-                if o != 1:
-                    return torch.broadcast_shapes(*shapes)  # incompatible: torch's own error
-                out[off + i] = d
-    return torch.Size(out)
+    out = shapes[0]
+    for s in shapes[1:]:
+        if s != out:
+            out = _broadcast_pair(out, s, shapes)
+    return out
+
+
+def _broadcast_pair(a: torch.Size, b: torch.Size, shapes: Sequence[torch.Size]) -> torch.Size:
+    """Two shapes broadcast together (right-aligned); torch's own error for ``shapes`` if they do not."""
+    if len(a) < len(b):
+        a, b = b, a
+    lead = len(a) - len(b)
+    dims = list(a[:lead])
+    for x, y in zip(a[lead:], b):
+        if x == y or y == 1:
+            dims.append(x)
+        elif x == 1:
+            dims.append(y)
+        else:
+            torch.broadcast_shapes(*shapes)  # (raises torch's error for the shapes given)
+            raise AssertionError("unreachable: torch broadcast shapes that do not broadcast")
+    return torch.Size(dims)
