@@ -8,6 +8,7 @@ import torch
 
 from pixyz_like._context import EvalContext
 from pixyz_like.distributions import Normal
+from pixyz_like.distributions.distributions import _param_entry, _usual_params
 from pixyz_like.distributions.protocol import SampleSpec, broadcast_shapes
 
 
@@ -117,7 +118,7 @@ def test_the_number_is_a_float_only_for_the_family_maths():
     """Inside an evaluation the memo entry holds the float for the Normal's maths and a 0-dim tensor of
     loc's dtype for every other reader (a KL, get_params)."""
     p, y = _NumberScale(0.5), torch.randn(2, 3, dtype=torch.float64)
-    entry = p._param_entry({"y": y}, EvalContext(), True)
+    entry = _param_entry(p, p._plan, {"y": y}, EvalContext(), True)
     assert entry.raw["scale"] == 0.5 and type(entry.raw["scale"]) is float
     assert entry.params["scale"].dtype == torch.float64 and entry.params["scale"].item() == 0.5
     assert entry.params["loc"] is entry.raw["loc"]
@@ -179,7 +180,7 @@ def test_the_one_pass_parameters_agree_with_the_general_path():
     decided = 0
     for _ in range(300):
         params = {"loc": rng.choice(choices)(), "scale": rng.choice(choices)()}
-        usual = p._usual_params(dict(params), (y,), ("loc", "scale"))
+        usual = _usual_params(p, p._plan, dict(params), (y,), ("loc", "scale"))
         general = dict(params)
         try:
             kept = p._as_tensors(general, (y,), ("loc", "scale"))
@@ -221,3 +222,38 @@ def test_a_family_with_a_choice_of_parameters_takes_the_one_pass_way(key, monkey
     for keys in (["probs", "logits"], []):
         with pytest.raises(ParameterError, match=r"\['probs'\] or \['logits'\]"):
             Decoder(keys).get_log_prob({"z": z, "x": x})
+
+
+def test_the_plan_is_made_anew_when_an_attribute_it_reads_is_assigned():
+    """The per-distribution plan (the facts each call reads once) follows the attributes it is made
+    from: a feature shape assigned later is checked, as it is on a distribution made with it."""
+    from pixyz_like.errors import ShapeError
+
+    p = _NumberScale()
+    y = torch.zeros(4, 3)
+    assert p.sample({"y": y})["x"].shape == (4, 3)
+    p._features_shape = torch.Size([5])
+    assert p._plan.n_features == 1
+    with pytest.raises(ShapeError, match="features_shape"):
+        p.sample({"y": y})
+
+
+def test_the_plan_is_not_saved_and_each_copy_has_its_own():
+    """A pickled, deep-copied or shallow-copied distribution has a plan made from its own attributes
+    (the plan holds the domains' tests, which do not pickle) and samples as the original does."""
+    import copy
+    import io
+    import pickle
+
+    p, y = _NumberScale(0.5), torch.randn(4, 3)
+    buffer = io.BytesIO()
+    torch.save(p, buffer)
+    buffer.seek(0)
+    copies = [pickle.loads(pickle.dumps(p)), copy.deepcopy(p), copy.copy(p),
+              torch.load(buffer, weights_only=False)]
+    torch.manual_seed(0)
+    expected = p.sample({"y": y})["x"]
+    for c in copies:
+        assert "_plan" in c.__dict__ and c._plan is not p._plan
+        torch.manual_seed(0)
+        torch.testing.assert_close(c.sample({"y": y})["x"], expected)

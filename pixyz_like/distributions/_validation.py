@@ -359,26 +359,47 @@ def surely_finite(t: torch.Tensor) -> bool:
     return math.isfinite(total.item())
 
 
-def surely_finite_many(tensors: Sequence[torch.Tensor]) -> bool:
-    """:func:`surely_finite` of several tensors at once: one sum and one read for them all on one CPU
-    dtype (their entries side by side), else each in turn.
+def surely_finite_many(tensors: Sequence[torch.Tensor], shapes: Sequence[tuple[int, ...]] | None = None) -> bool:
+    """:func:`surely_finite` of several tensors at once: one sum and one read for them all, their entries
+    side by side in one tensor (torch's type promotion keeps every finite entry finite and every NaN or
+    infinite one so); on several devices, each in turn. ``shapes``, the tensors' shapes when the caller
+    knows them, lets tensors that differ in their last dimension only be joined along it (one call,
+    ~1.4k instructions a tensor) rather than flattened first (~4k).
 
     >>> surely_finite_many([torch.zeros(2, 3), torch.ones(4)])
     True
     >>> surely_finite_many([torch.zeros(2), torch.tensor([math.inf])])
     False
+    >>> surely_finite_many([torch.zeros(5, 2), torch.ones(5, 3)], [(5, 2), (5, 3)])
+    True
     """
     if not _ENABLED[0] or torch.compiler.is_compiling():
         return True
     if len(tensors) == 1:
         return surely_finite(tensors[0])
-    first = tensors[0]
-    dtype = first.dtype
-    if first.is_cpu and all(t.dtype is dtype and t.is_cpu for t in tensors):
-        # (their entries side by side, in one call; no no_grad block, which costs more than the
-        # gradient graph a sample that carries one records here, dropped on return)
-        return surely_finite(torch._C._nn.flatten_dense_tensors(list(tensors)))
-    return all(surely_finite(t) for t in tensors)
+    try:
+        # (no no_grad block, which costs more than the gradient graph a sample that carries one records
+        # here, dropped on return)
+        if shapes is not None and _joinable(shapes):
+            joined = torch.cat(list(tensors), -1)
+        else:
+            joined = torch._C._nn.flatten_dense_tensors(list(tensors))
+    except RuntimeError:  # (tensors on several devices cannot be joined)
+        return all(surely_finite(t) for t in tensors)
+    return surely_finite(joined)
+
+
+def _joinable(shapes: Sequence[tuple[int, ...]]) -> bool:
+    """Whether tensors of these shapes join along their last dimension: one number of dimensions, at
+    least one, and the same sizes but in the last."""
+    first = shapes[0]
+    n = len(first)
+    if not n:
+        return False
+    for s in shapes:
+        if len(s) != n or (n > 1 and (s[0] != first[0] or (n > 2 and s[1:-1] != first[1:-1]))):
+            return False
+    return True
 
 
 __all__ += ["surely_finite", "surely_finite_many"]

@@ -551,6 +551,176 @@ def _numbers_as_tensors(raw: dict[str, Any], numbers: tuple[str, ...]) -> dict[s
     return out
 
 
+
+def _always(lo: float, hi: float) -> bool:
+    return True
+
+
+class _Plan:
+    """What a family's parameter pipeline knows from the distribution's construction, gathered in one
+    plain object that a call reads once: where the parameters come from (``forward``, conditioning
+    variables, constants), the parameter sets taken, the numbers that may stay Python floats (with
+    their domain test), the feature and event dimensions, and the class's declarations.
+
+    (An ``nn.Module``'s attribute reads pass through its ``__getattr__`` hook, which Python 3.11 does
+    not specialise: about 390 instructions a read against 90 on a plain object, and 1,000 a method
+    call against 400; a factor's draw made some 25 of them.) It is rebuilt whenever one of the
+    attributes it is made from is assigned (``DistributionBase.__setattr__``) and is not saved with
+    the distribution (``__getstate__``), so it can neither go stale nor be pickled; the class
+    declarations it reads (``param_support``, ``_draw_shows_invalid``, ...) are read when the
+    distribution is made, as ``__init_subclass__`` settles them when the class is."""
+
+    __slots__ = ("overridden", "cond", "var", "custom", "param_vars", "const_keys", "keys_expected", "keys_also",
+                 "numbers", "n_features", "has_event", "event_ndim", "draw_shows", "checked_before_draw",
+                 "score_flags", "reparam")
+
+    def __init__(self, d: DistributionBase) -> None:
+        cls = type(d)
+        self.overridden, self.cond, self.var = cls._params_overridden, d._cond_var, d._var[0]
+        self.custom, self.param_vars, self.const_keys = d._custom_forward, d._param_vars, d._const_keys
+        self.keys_expected, self.keys_also = d._keys_expected, d._keys_also
+        # The numbers that may stay floats, each with its domain test (a domain without one: never kept).
+        support = cls.param_support
+        numbers = {}
+        for key in cls._number_params:
+            c = support.get(key)
+            if c is None or c.within is not None:
+                numbers[key] = _always if c is None else c.within
+        self.numbers: dict[str, Callable[[float, float], bool]] = numbers
+        self.n_features, self.has_event = len(d._features_shape), len(d._event_shape) > 0
+        self.event_ndim, self.draw_shows = cls.event_ndim, cls._draw_shows_invalid
+        self.checked_before_draw, self.score_flags = d._checked_before_draw, cls._score_flags_invalid
+        reparam = cls.has_reparam  # (a property on some class: read on each call)
+        self.reparam: bool | None = reparam if type(reparam) is bool else None
+
+
+#: The attributes a :class:`_Plan` is made from: assigning one rebuilds it.
+_PLAN_INPUTS = frozenset({"_cond_var", "_var", "_custom_forward", "_param_vars", "_const_keys", "_keys_expected",
+                          "_keys_also", "_features_shape", "_event_shape", "_checked_before_draw"})
+
+def _param_entry(d: DistributionBase, plan: _Plan, x_dict: Mapping[str, Any], ctx: EvalContext | None,
+                 validate: bool) -> _ParamEntry:
+    """The parameters of ``d`` (whose plan is ``plan``) with their checked shape, memoised in ``ctx``;
+    their domains are checked when ``validate`` (at once, or when a later reader of the memo asks). A
+    class with its own ``_get_params`` checks (and memoises) what it computes itself."""
+    if plan.overridden:
+        params = d._get_params(x_dict, ctx)
+        return _ParamEntry(params, d._checked_shape(params), (), True)
+    cond = plan.cond
+    inputs = (x_dict[cond[0]],) if len(cond) == 1 else tuple([x_dict[v] for v in cond])
+    memo = ctx.memo if ctx is not None else None
+    if memo is not None:
+        hit, key = memo.find(d, inputs)
+        if hit is not None:
+            if validate and not hit.validated:
+                d._validate_params(hit.raw, hit.from_forward)
+                hit.validated = True
+            return hit
+    custom = plan.custom
+    if inputs:
+        named = {cond[0]: inputs[0]} if len(inputs) == 1 else dict(zip(cond, inputs))  # (a literal: 4x faster)
+        for t in inputs:  # (the usual inputs, tensors of one dimension or more, need no closer look)
+            if type(t) is not torch.Tensor or not t.ndim:
+                _check_inputs(d._owner, named, custom, "forward()" if custom else "its parameters")
+                break
+    if custom:
+        params = _call_forward(d, named if inputs else {})
+        from_forward = tuple(params)
+    else:
+        params, from_forward = {}, ()
+    if plan.param_vars or plan.const_keys:
+        d._fill_params(params, x_dict)
+    keys_usual = params.keys() == plan.keys_expected or (plan.keys_also and frozenset(params) in plan.keys_also)
+    usual = _usual_params(d, plan, params, inputs, from_forward) if keys_usual else None
+    if usual is not None:
+        shape, numbers = usual
+    else:
+        if not keys_usual:
+            raise ParameterError(
+                f"{d._owner()}: the parameters are {sorted(params)}, but a {d.distribution_name} expects "
+                f"{d._expected_keys_text()} (from forward(), constants or conditioning variables)"
+            )
+        numbers = d._as_tensors(params, inputs, from_forward)
+        shape = d._check_param_shapes(params, inputs, from_forward)
+    if validate:
+        d._validate_params(params, from_forward)
+    out = _ParamEntry(params, shape, from_forward, validate, numbers)
+    if memo is not None:
+        memo.store(key, inputs, out)
+    return out
+
+
+def _call_forward(d: DistributionBase, kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``d.forward(**kwargs)``, its failure explained and its result checked to be a dict (copied)."""
+    try:  # (call_user_function, written out: this is every factor's hot path)
+        out = d.forward(**kwargs)
+    except Exception as e:
+        _user_function_failed(d._owner, d.forward, "forward", (), kwargs, e)
+        raise
+    if type(out) is not dict and not isinstance(out, Mapping):
+        raise ParameterError(
+            f"{d._owner()}: forward() must return a dict of parameters {d._expected_keys_text()}, "
+            f"got {type(out).__name__}"
+        )
+    return dict(out)
+
+
+def _usual_params(d: DistributionBase, plan: _Plan, params: dict[str, Any], inputs: tuple[Any, ...],
+                  from_forward: tuple[str, ...]) -> tuple[torch.Size, tuple[str, ...]] | None:
+    """The usual parameters decided in one pass, ``(shape, kept numbers)``: floating tensors of one
+    shape and numbers kept as floats (what ``_as_tensors`` then ``_check_param_shapes`` give them);
+    ``None`` for anything else, left to those two (tests/test_fast_paths.py checks they agree)."""
+    numbers, shape = plan.numbers, None
+    kept: tuple[str, ...] = ()
+    for key, value in params.items():
+        kind = type(value)
+        if kind is torch.Tensor and value.is_floating_point():
+            if shape is None:
+                shape = value.shape
+            elif value.shape != shape:
+                return None
+        elif kind is float and key in numbers and numbers[key](value, value):
+            kept += (key,)
+        else:
+            return None
+    if shape is None:
+        return None
+    return _check_shape(d, plan, shape, params, inputs, from_forward), kept
+
+
+def _kept_number(plan: _Plan, key: str, value: float) -> bool:
+    """Whether the number ``value`` for parameter ``key`` stays a Python float: the family's maths take
+    it so (``_number_params``) and it lies in the parameter's domain, decided by one comparison (one
+    outside its domain becomes a tensor as before, and is checked, or taken by torch's NaN path while
+    validation is off, as any other)."""
+    within = plan.numbers.get(key)
+    return within is not None and within(value, value)
+
+
+def _check_shape(d: DistributionBase, plan: _Plan, shape: torch.Size, params: dict[str, Any],
+                 inputs: tuple[Any, ...], from_forward: tuple[str, ...]) -> torch.Size:
+    """The parameters' broadcast ``shape`` must fit ``features_shape``, and, from ``forward``, keep the
+    inputs' batch size (or 1)."""
+    n_f = plan.n_features
+    if n_f or plan.has_event:
+        d._check_features(shape)
+    if not from_forward or not shape:
+        return shape
+    if len(shape) <= (n_f if n_f else 1) + plan.event_ndim:
+        return shape  # no batch dimension to compare
+    if shape[0] == 1 or (len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].shape[0] == shape[0]):
+        return shape  # (the usual case: one input of this batch size)
+    leads = {t.shape[0] for t in inputs if isinstance(t, torch.Tensor) and t.ndim}
+    if leads and shape[0] not in leads:
+        got = ", ".join(f"{k!r}: {tuple(params[k].shape)}" for k in from_forward if type(params[k]) is not float)
+        raise ShapeError(
+            f"{d._owner()}: forward() returned parameters of batch size {shape[0]} ({got}) for inputs of "
+            f"batch size {sorted(leads)} ({_shapes(dict(zip(plan.cond, inputs)))}); expected each "
+            "parameter's first dimension to be the inputs' batch size (or 1)"
+        )
+    return shape
+
+
 class DistributionBase(Distribution):
     r"""Base of parametric families (Normal, Bernoulli, ...).
 
@@ -680,6 +850,7 @@ class DistributionBase(Distribution):
         self._keys_expected, self._keys_also = sets[0], frozenset(sets[1:])
         # (inside a joint, the parameters checked before a draw that shows the others: see _draw_shows_invalid)
         self._checked_before_draw = tuple(k for k in self.params_keys if k not in self._draw_shows_invalid)
+        self._plan = _Plan(self)
 
     def _register_constant(self, key: str, value: Any) -> None:
         """Store a constant parameter: the one place constants are made tensors, shaped, kept as
@@ -714,6 +885,18 @@ class DistributionBase(Distribution):
             # one: a refused value is not kept.
             self._validate_constant(name, value)
         super().__setattr__(name, value)
+        if name in _PLAN_INPUTS and "_plan" in self.__dict__:
+            self._plan = _Plan(self)  # (made from this attribute: made anew)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_plan", None)  # (remade on loading: it holds the domains' tests, which do not pickle)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "_checked_before_draw" in self.__dict__:
+            self._plan = _Plan(self)
 
     def _validate_constant(self, key: str, value: torch.Tensor) -> None:
         """Check a constant parameter when it is given or assigned. A constant kept as a buffer is not
@@ -754,59 +937,8 @@ class DistributionBase(Distribution):
         A subclass that computes its parameters otherwise (overriding ``_get_params``) gets the shape of
         what it returns; the usual path computes both once per evaluation and memoises them together.
         """
-        entry = self._param_entry(x_dict, ctx, True)
+        entry = _param_entry(self, self._plan, x_dict, ctx, True)
         return entry.params, entry.shape
-
-    def _param_entry(self, x_dict: Mapping[str, Any], ctx: EvalContext | None, validate: bool) -> _ParamEntry:
-        """The parameters with their checked shape, memoised in ``ctx``; their domains are checked when
-        ``validate`` (at once, or when a later reader of the memo asks). A class with its own
-        ``_get_params`` checks (and memoises) what it computes itself."""
-        if self._params_overridden:
-            params = self._get_params(x_dict, ctx)
-            return _ParamEntry(params, self._checked_shape(params), (), True)
-        cond = self._cond_var
-        inputs = (x_dict[cond[0]],) if len(cond) == 1 else tuple([x_dict[v] for v in cond])
-        memo = ctx.memo if ctx is not None else None
-        if memo is not None:
-            hit, key = memo.find(self, inputs)
-            if hit is not None:
-                if validate and not hit.validated:
-                    self._validate_params(hit.raw, hit.from_forward)
-                    hit.validated = True
-                return hit
-        custom = self._custom_forward
-        if inputs:
-            named = {cond[0]: inputs[0]} if len(inputs) == 1 else dict(zip(cond, inputs))  # (a literal: 4x faster)
-            for t in inputs:  # (the usual inputs, tensors of one dimension or more, need no closer look)
-                if type(t) is not torch.Tensor or not t.ndim:
-                    _check_inputs(self._owner, named, custom, "forward()" if custom else "its parameters")
-                    break
-        if custom:
-            params = self._call_forward(named if inputs else {})
-            from_forward = tuple(params)
-        else:
-            params, from_forward = {}, ()
-        if self._param_vars or self._const_keys:
-            self._fill_params(params, x_dict)
-        keys_usual = params.keys() == self._keys_expected or (self._keys_also and frozenset(params) in self._keys_also)
-        usual = self._usual_params(params, inputs, from_forward) if keys_usual else None
-        if usual is not None:
-            shape, numbers = usual
-        else:
-            if not keys_usual:
-                got = sorted(params)
-                raise ParameterError(
-                    f"{self._owner()}: the parameters are {got}, but a {self.distribution_name} expects "
-                    f"{self._expected_keys_text()} (from forward(), constants or conditioning variables)"
-                )
-            numbers = self._as_tensors(params, inputs, from_forward)
-            shape = self._check_param_shapes(params, inputs, from_forward)
-        if validate:
-            self._validate_params(params, from_forward)
-        out = _ParamEntry(params, shape, from_forward, validate, numbers)
-        if memo is not None:
-            memo.store(key, inputs, out)
-        return out
 
     def _fill_params(self, params: dict[str, Any], x_dict: Mapping[str, Any]) -> None:
         """Add the parameters read from conditioning variables and the constants (``forward``'s win)."""
@@ -845,7 +977,7 @@ class DistributionBase(Distribution):
                     ref = self._reference_tensor(params, inputs)
                 params[key] = value.to(ref.dtype if ref.is_floating_point() else torch.get_default_dtype())
             elif type(value) is float or type(value) is int or isinstance(value, numbers.Real):
-                if key in self._number_params and self._valid_number(key, float(value)):
+                if _kept_number(self._plan, key, float(value)):
                     params[key] = float(value)
                     kept += (key,)
                     continue
@@ -868,38 +1000,6 @@ class DistributionBase(Distribution):
             kept = ()
         return kept
 
-    def _usual_params(self, params: dict[str, Any], inputs: tuple[Any, ...],
-                      from_forward: tuple[str, ...]) -> tuple[torch.Size, tuple[str, ...]] | None:
-        """The usual parameters decided in one pass, ``(shape, kept numbers)``: floating tensors of one
-        shape and numbers kept as floats (what ``_as_tensors`` then ``_check_param_shapes`` give them);
-        ``None`` for anything else, left to those two (tests/test_fast_paths.py checks they agree)."""
-        numbers, shape = self._number_params, None
-        kept: tuple[str, ...] = ()
-        for key, value in params.items():
-            kind = type(value)
-            if kind is torch.Tensor and value.is_floating_point():
-                if shape is None:
-                    shape = value.shape
-                elif value.shape != shape:
-                    return None
-            elif kind is float and key in numbers and self._valid_number(key, value):
-                kept += (key,)
-            else:
-                return None
-        if shape is None:
-            return None
-        return self._check_shape(shape, params, inputs, from_forward), kept
-
-    def _valid_number(self, key: str, value: float) -> bool:
-        """Whether the number ``value`` lies in parameter ``key``'s domain, decided by one comparison: only
-        such a number is kept as a Python float (one outside its domain becomes a tensor as before, and
-        is checked, or taken by torch's NaN path while validation is off, as any other)."""
-        support = self.param_support.get(key)
-        if support is None:
-            return True
-        within = support.within
-        return within is not None and within(value, value)
-
     def _check_param_shapes(self, params: dict[str, Any], inputs: tuple[Any, ...],
                             from_forward: tuple[str, ...]) -> torch.Size:
         """The parameters' broadcast shape, checked: they must broadcast with each other, fit
@@ -915,30 +1015,7 @@ class DistributionBase(Distribution):
                 f"{self._owner()}: its parameters do not broadcast with each other ({sources}); expected shapes "
                 "(batch, *features) that broadcast"
             ) from e
-        return self._check_shape(shape, params, inputs, from_forward)
-
-    def _check_shape(self, shape: torch.Size, params: dict[str, Any], inputs: tuple[Any, ...],
-                     from_forward: tuple[str, ...]) -> torch.Size:
-        """The parameters' broadcast ``shape`` must fit ``features_shape``, and, from ``forward``, keep the
-        inputs' batch size (or 1)."""
-        n_f = len(self._features_shape)
-        if n_f or len(self._event_shape):
-            self._check_features(shape)
-        if not from_forward or not shape:
-            return shape
-        if len(shape) <= (n_f if n_f else 1) + self.event_ndim:
-            return shape  # no batch dimension to compare
-        if shape[0] == 1 or (len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].shape[0] == shape[0]):
-            return shape  # (the usual case: one input of this batch size)
-        leads = {t.shape[0] for t in inputs if isinstance(t, torch.Tensor) and t.ndim}
-        if leads and shape[0] not in leads:
-            got = ", ".join(f"{k!r}: {tuple(params[k].shape)}" for k in from_forward if type(params[k]) is not float)
-            raise ShapeError(
-                f"{self._owner()}: forward() returned parameters of batch size {shape[0]} ({got}) for inputs of "
-                f"batch size {sorted(leads)} ({_shapes(dict(zip(self._cond_var, inputs)))}); expected each "
-                "parameter's first dimension to be the inputs' batch size (or 1)"
-            )
-        return shape
+        return _check_shape(self, self._plan, shape, params, inputs, from_forward)
 
     @staticmethod
     def _reference_tensor(params: Mapping[str, Any], inputs: tuple[Any, ...]) -> torch.Tensor:
@@ -966,7 +1043,7 @@ class DistributionBase(Distribution):
         items = []
         for k, t in params.items():
             c = support.get(k)
-            # (a number kept as a float was found in its domain when kept: see _valid_number)
+            # (a number kept as a float was found in its domain when kept: see _kept_number)
             if c is not None and type(t) is not float and k not in skip and t is not buffers.get(k):
                 items.append((k, t, c))
         if items:
@@ -975,19 +1052,6 @@ class DistributionBase(Distribution):
     def _value_support(self) -> _validation.Constraint | None:
         """The support of the variable (``None``: not checked)."""
         return None
-
-    def _call_forward(self, kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        try:  # (call_user_function, written out: this is every factor's hot path)
-            out = self.forward(**kwargs)
-        except Exception as e:
-            _user_function_failed(self._owner, self.forward, "forward", (), kwargs, e)
-            raise
-        if type(out) is not dict and not isinstance(out, Mapping):
-            raise ParameterError(
-                f"{self._owner()}: forward() must return a dict of parameters {self._expected_keys_text()}, "
-                f"got {type(out).__name__}"
-            )
-        return dict(out)
 
     def get_params(self, params_dict: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
         """The family's parameters given the conditioning variables (``{"loc": ..., "scale": ...}``)."""
@@ -1080,13 +1144,14 @@ class DistributionBase(Distribution):
     # ------------------------------------------------------------------ protocol
     def _sample(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: SampleSpec) -> dict[str, torch.Tensor]:
         batch_n, sample_shape, reparam, sample_mean = spec
-        defer = self._draw_shows_invalid and ctx.sampling_factor is self and ctx.deferred_draws is not None
-        entry = self._param_entry(x_dict, ctx, not defer)
+        plan = self._plan
+        defer = plan.draw_shows and ctx.sampling_factor is self and ctx.deferred_draws is not None
+        entry = _param_entry(self, plan, x_dict, ctx, not defer)
         params, shape = entry.raw, entry.shape  # (the family's own maths: numbers kept, see _number_params)
         # The parameters the sample does not show are checked now (none left when they are numbers, kept
         # only when valid); the joint checks the sample.
-        if defer and entry.numbers != self._checked_before_draw:
-            self._validate_params(params, entry.from_forward, self._draw_shows_invalid)
+        if defer and entry.numbers != plan.checked_before_draw:
+            self._validate_params(params, entry.from_forward, plan.draw_shows)
         if batch_n is not None and len(shape) and shape[0] != batch_n:
             shape = self._batch_shape(shape, batch_n)
         if len(sample_shape):
@@ -1094,10 +1159,11 @@ class DistributionBase(Distribution):
         if sample_mean:
             value = self._sample_mean_value(params).expand(shape)
         else:
-            value = self._draw(params, shape, reparam and self.has_reparam)
+            has_reparam = plan.reparam if plan.reparam is not None else self.has_reparam
+            value = self._draw(params, shape, reparam and has_reparam)
         if defer:
-            ctx.deferred_draws.append((self, entry, value))  # type: ignore[union-attr]
-        return {self._var[0]: value}
+            ctx.deferred_draws.append((self, entry, value, shape))  # type: ignore[union-attr]  # (shape: value's)
+        return {plan.var: value}
 
     def _check_value(self, params: dict[str, torch.Tensor], shape: torch.Size, value: Any) -> torch.Tensor:
         """``value`` as a tensor whose shape broadcasts with the parameters' (checked) ``shape``."""
@@ -1124,15 +1190,16 @@ class DistributionBase(Distribution):
     def _log_prob(self, x_dict: dict[str, Any], *, ctx: EvalContext, spec: ScoreSpec) -> torch.Tensor:
         validating = _validation.validation_enabled()
         # With a self-checking score, the domains are checked through the log-density (below).
-        entry = self._param_entry(x_dict, ctx, not self._score_flags_invalid)
+        plan = self._plan
+        entry = _param_entry(self, plan, x_dict, ctx, not plan.score_flags)
         params, shape = entry.raw, entry.shape  # (the family's own maths: numbers kept, see _number_params)
-        given = self._check_value(params, shape, x_dict[self._var[0]])
+        given = self._check_value(params, shape, x_dict[plan.var])
         params, value = _promote(params, given)
         # A floating value is checked in its own dtype (a bfloat16 sample on the simplex sums to 1
         # within bfloat16's rounding, not float32's); bool and integer values once made floating.
         checked = given if given.is_floating_point() else value
         if validating and entry.validated:
-            _validation.check_value(self._owner, self._var[0], checked, self._value_support())
+            _validation.check_value(self._owner, plan.var, checked, self._value_support())
         lp = reduce_features(self._log_prob_value(params, value), self._n_feat_of(shape), spec)
         if validating and not entry.validated:
             if ctx.scoring_factor is self and ctx.deferred_checks is not None:

@@ -273,11 +273,11 @@ def _check_draws(pending: list[Any]) -> None:
     """Check the samples the factors left to their joint, then forget them: one reduction for all; when
     one is not finite, each factor's parameters in drawing order, the first invalid one named (none
     invalid: an overflow of valid parameters, and the samples stand)."""
-    if not _validation.surely_finite_many([value for _, _, value in pending]):
-        for f, entry, _ in pending:
+    if not _validation.surely_finite_many([p[2] for p in pending], [p[3] for p in pending]):  # (value, its shape)
+        for f, entry, _, _ in pending:
             f._validate_params(entry.params, entry.from_forward)
     else:  # finite samples: every parameter they show was valid (a later reader of the memo need not check)
-        for _, entry, _ in pending:
+        for _, entry, _, _ in pending:
             entry.validated = True
     pending.clear()
 

@@ -521,7 +521,7 @@ def test_a_joint_checks_its_draws_once(monkeypatch):
     calls, screened = _aminmax_calls(monkeypatch), _screen_calls(monkeypatch)
     torch.manual_seed(0)
     s = joint.sample(batch_n=5)
-    assert calls == [] and screened == [torch.Size([5 * 2 * 4])]
+    assert calls == [] and [s.numel() for s in screened] == [5 * 2 * 4]  # (one screen of every entry)
     torch.manual_seed(0)
     x = torch.randn(5, 2)
     for _ in range(3):  # x_i = x_{i-1} + eps: the chain's shifts are zero, its scales 1.0
@@ -574,6 +574,24 @@ def test_surely_finite_many_matches_each_tensor():
     for bad in (NAN, INF, -INF):
         assert not surely_finite_many([torch.zeros(3), torch.tensor([0.0, bad])])
         assert not surely_finite_many([torch.zeros(3, dtype=torch.float64), torch.tensor([bad])])  # mixed dtypes
+
+
+@pytest.mark.parametrize("shapes", [[(5, 2), (5, 3)], [(4, 2, 3), (4, 2, 1)], [(3,), (7,)], [(5, 2), (4, 2)],
+                                    [(2, 3), (2, 3, 1)], [(2, 3, 4), (2, 1, 4)], [(), (2,)]])
+def test_surely_finite_many_given_shapes_agrees_with_each_tensor(shapes):
+    """Given their shapes, tensors differing in their last dimension only are joined along it, any
+    others flattened: either way a NaN or infinity anywhere is found, and finite entries pass."""
+    from pixyz_like.distributions._validation import _joinable, surely_finite_many
+
+    assert _joinable(shapes) == (len({len(s) for s in shapes}) == 1 and len(shapes[0]) > 0
+                                 and len({s[:-1] for s in shapes}) == 1)
+    tensors = [torch.randn(s) for s in shapes]
+    assert surely_finite_many(tensors, shapes)
+    for k, t in enumerate(tensors):
+        for bad in (NAN, INF, -INF):
+            spoilt = t.clone()
+            spoilt.view(-1)[-1] = bad
+            assert not surely_finite_many([*tensors[:k], spoilt, *tensors[k + 1:]], shapes)
 
 
 def test_the_finiteness_screen_sums_and_its_false_alarms_let_valid_values_stand():
