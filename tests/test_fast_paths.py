@@ -257,3 +257,55 @@ def test_the_plan_is_not_saved_and_each_copy_has_its_own():
         assert "_plan" in c.__dict__ and c._plan is not p._plan
         torch.manual_seed(0)
         torch.testing.assert_close(c.sample({"y": y})["x"], expected)
+
+
+@pytest.mark.parametrize("reparam", [True, False])
+@pytest.mark.parametrize("make", [
+    lambda: ({"loc": torch.randn(4, 3), "scale": torch.rand(4, 3) + 0.5}, "Normal"),
+    lambda: ({"loc": torch.randn(4, 3), "scale": 0.3}, "Normal"),
+    lambda: ({"loc": torch.randn(3, 4).t(), "scale": 1.0}, "Normal"),  # (a loc that is not contiguous)
+    lambda: ({"probs": torch.rand(4, 3)}, "Bernoulli"),
+    lambda: ({"logits": torch.randn(4, 3)}, "Bernoulli"),
+])
+def test_the_draw_of_the_parameters_own_shape_is_the_general_draw(make, reparam):
+    """``_draw_own`` (every tensor parameter has the sample's shape, nothing expanded or compared) draws
+    what ``_draw`` draws at that shape under one seed, and what torch.distributions samples."""
+    import pixyz_like.distributions as D
+
+    params, family = make()
+    p = getattr(D, family)(var=["x"])
+    shape = next(v for v in params.values() if isinstance(v, torch.Tensor)).shape
+    torch.manual_seed(0)
+    own = p._draw_own(dict(params), reparam)
+    torch.manual_seed(0)
+    general = p._draw(dict(params), shape, reparam)
+    torch.testing.assert_close(own, general)
+    tensors = {k: torch.as_tensor(v).expand(shape) for k, v in params.items()}
+    ref = getattr(torch.distributions, family)(**tensors)
+    torch.manual_seed(0)
+    torch.testing.assert_close(own, ref.rsample() if reparam and family == "Normal" else ref.sample())
+
+
+def test_a_subclass_overriding_the_draw_alone_is_drawn_by_its_own_draw():
+    """A subclass that writes ``_draw`` but not ``_draw_own`` loses the family's shortened draw: its
+    ``_draw`` makes every sample; one writing both keeps it."""
+    calls = []
+
+    class OwnDraw(Normal):
+        def _draw(self, params, shape, reparam):
+            calls.append(shape)
+            return torch.zeros(shape)
+
+        def forward(self, y):
+            return {"loc": y, "scale": torch.ones_like(y)}  # (a number would not stay one: see _number_params)
+
+    class Both(OwnDraw):
+        def _draw_own(self, params, reparam):
+            calls.append("own")
+            return torch.ones_like(params["loc"])
+
+    assert Normal._draw_own_usable and not OwnDraw._draw_own_usable and Both._draw_own_usable
+    y = torch.randn(5, 2)
+    assert torch.equal(OwnDraw(var=["x"], cond_var=["y"]).sample({"y": y})["x"], torch.zeros(5, 2))
+    assert torch.equal(Both(var=["x"], cond_var=["y"]).sample({"y": y})["x"], torch.ones(5, 2))
+    assert calls == [torch.Size([5, 2]), "own"]

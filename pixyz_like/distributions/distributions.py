@@ -15,9 +15,10 @@ A parametric family's parameters come from three places, freely mixed:
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -517,24 +518,28 @@ def _promote(params: dict[str, Any], value: torch.Tensor) -> tuple[dict[str, Any
 
 class _ParamEntry:
     """A family's parameters for one set of inputs, as memoised in an evaluation: the parameters, their
-    checked broadcast shape, the keys ``forward`` gave (for messages) and whether their domains were
-    checked.
+    checked broadcast shape, the keys ``forward`` gave (for messages), whether their domains were
+    checked and whether every tensor among them has that shape (``own``: a draw of it need not
+    broadcast, see ``DistributionBase._draw_own``).
 
     ``raw`` is what the family's own maths read: a parameter in the family's ``_number_params`` that
     ``forward`` gave as a number (``scale=1.0``) stays a Python float there; ``params``, what every
     other reader gets, holds it as a 0-dim tensor of the other parameters' dtype and device (made on
     first read, once per evaluation)."""
 
-    __slots__ = ("raw", "shape", "from_forward", "validated", "numbers", "_params")
+    __slots__ = ("raw", "shape", "from_forward", "validated", "numbers", "own", "_params")
 
     def __init__(self, raw: dict[str, Any], shape: torch.Size, from_forward: tuple[str, ...],
-                 validated: bool, numbers: tuple[str, ...] = ()) -> None:
+                 validated: bool, numbers: tuple[str, ...] = (), own: bool = False) -> None:
         self.raw, self.shape, self.from_forward, self.validated = raw, shape, from_forward, validated
-        self.numbers = numbers
-        self._params: dict[str, torch.Tensor] | None = None if numbers else raw
+        # (own: every tensor parameter has exactly ``shape``, as the one-pass path found them)
+        self.numbers, self.own = numbers, own
+        self._params: dict[str, torch.Tensor] | None = None
 
     @property
     def params(self) -> dict[str, torch.Tensor]:
+        if not self.numbers:
+            return self.raw
         params = self._params
         if params is None:
             params = self._params = _numbers_as_tensors(self.raw, self.numbers)
@@ -552,8 +557,7 @@ def _numbers_as_tensors(raw: dict[str, Any], numbers: tuple[str, ...]) -> dict[s
 
 
 
-def _always(lo: float, hi: float) -> bool:
-    return True
+_NEVER = (math.inf, -math.inf)  # (no number lies in this interval)
 
 
 class _Plan:
@@ -571,24 +575,32 @@ class _Plan:
     distribution is made, as ``__init_subclass__`` settles them when the class is."""
 
     __slots__ = ("overridden", "cond", "var", "custom", "param_vars", "const_keys", "keys_expected", "keys_also",
-                 "numbers", "n_features", "has_event", "event_ndim", "draw_shows", "checked_before_draw",
-                 "score_flags", "reparam")
+                 "numbers", "n_features", "check_features", "batch_at", "draw_shows", "checked_before_draw",
+                 "score_flags", "reparam", "draw_own")
 
     def __init__(self, d: DistributionBase) -> None:
         cls = type(d)
         self.overridden, self.cond, self.var = cls._params_overridden, d._cond_var, d._var[0]
         self.custom, self.param_vars, self.const_keys = d._custom_forward, d._param_vars, d._const_keys
         self.keys_expected, self.keys_also = d._keys_expected, d._keys_also
-        # The numbers that may stay floats, each with its domain test (a domain without one: never kept).
+        # The numbers that may stay floats, each with its domain as an open interval (lo, hi), tested by
+        # one comparison chain (a NaN fails it): the finite numbers when the domain is not checked, the
+        # domain itself when it is one open bound on the entries (a scale's (0, inf)); a number for
+        # another domain becomes a tensor, as any other parameter.
         support = cls.param_support
         numbers = {}
         for key in cls._number_params:
             c = support.get(key)
-            if c is None or c.within is not None:
-                numbers[key] = _always if c is None else c.within
-        self.numbers: dict[str, Callable[[float, float], bool]] = numbers
-        self.n_features, self.has_event = len(d._features_shape), len(d._event_shape) > 0
-        self.event_ndim, self.draw_shows = cls.event_ndim, cls._draw_shows_invalid
+            if c is None:
+                numbers[key] = (-math.inf, math.inf)
+            elif c.single is not None and c.single.strict == (True, True):
+                numbers[key] = (c.single.lo, cast(float, c.single.hi))  # (a constant bound: see Constraint.single)
+        self.numbers: dict[str, tuple[float, float]] = numbers
+        n_f = self.n_features = len(d._features_shape)
+        self.check_features = n_f > 0 or len(d._event_shape) > 0
+        # (parameters of more dimensions than this have a batch dimension, whose size is checked)
+        self.batch_at = (n_f if n_f else 1) + cls.event_ndim
+        self.draw_shows, self.draw_own = cls._draw_shows_invalid, cls._draw_own_usable
         self.checked_before_draw, self.score_flags = d._checked_before_draw, cls._score_flags_invalid
         reparam = cls.has_reparam  # (a property on some class: read on each call)
         self.reparam: bool | None = reparam if type(reparam) is bool else None
@@ -597,6 +609,7 @@ class _Plan:
 #: The attributes a :class:`_Plan` is made from: assigning one rebuilds it.
 _PLAN_INPUTS = frozenset({"_cond_var", "_var", "_custom_forward", "_param_vars", "_const_keys", "_keys_expected",
                           "_keys_also", "_features_shape", "_event_shape", "_checked_before_draw"})
+
 
 def _param_entry(d: DistributionBase, plan: _Plan, x_dict: Mapping[str, Any], ctx: EvalContext | None,
                  validate: bool) -> _ParamEntry:
@@ -607,7 +620,15 @@ def _param_entry(d: DistributionBase, plan: _Plan, x_dict: Mapping[str, Any], ct
         params = d._get_params(x_dict, ctx)
         return _ParamEntry(params, d._checked_shape(params), (), True)
     cond = plan.cond
-    inputs = (x_dict[cond[0]],) if len(cond) == 1 else tuple([x_dict[v] for v in cond])
+    if len(cond) == 1:
+        x = x_dict[cond[0]]
+        inputs: tuple[Any, ...] = (x,)
+        unusual = type(x) is not torch.Tensor or not x.ndim  # (a tensor of one dimension or more needs no closer look)
+    elif cond:
+        inputs = tuple([x_dict[v] for v in cond])
+        unusual = any(type(t) is not torch.Tensor or not t.ndim for t in inputs)
+    else:
+        inputs, unusual = (), False
     memo = ctx.memo if ctx is not None else None
     if memo is not None:
         hit, key = memo.find(d, inputs)
@@ -618,11 +639,9 @@ def _param_entry(d: DistributionBase, plan: _Plan, x_dict: Mapping[str, Any], ct
             return hit
     custom = plan.custom
     if inputs:
-        named = {cond[0]: inputs[0]} if len(inputs) == 1 else dict(zip(cond, inputs))  # (a literal: 4x faster)
-        for t in inputs:  # (the usual inputs, tensors of one dimension or more, need no closer look)
-            if type(t) is not torch.Tensor or not t.ndim:
-                _check_inputs(d._owner, named, custom, "forward()" if custom else "its parameters")
-                break
+        named = {cond[0]: x} if len(inputs) == 1 else dict(zip(cond, inputs))  # (a literal: 4x faster)
+        if unusual:
+            _check_inputs(d._owner, named, custom, "forward()" if custom else "its parameters")
     if custom:
         params = _call_forward(d, named if inputs else {})
         from_forward = tuple(params)
@@ -644,7 +663,7 @@ def _param_entry(d: DistributionBase, plan: _Plan, x_dict: Mapping[str, Any], ct
         shape = d._check_param_shapes(params, inputs, from_forward)
     if validate:
         d._validate_params(params, from_forward)
-    out = _ParamEntry(params, shape, from_forward, validate, numbers)
+    out = _ParamEntry(params, shape, from_forward, validate, numbers, usual is not None)
     if memo is not None:
         memo.store(key, inputs, out)
     return out
@@ -679,7 +698,10 @@ def _usual_params(d: DistributionBase, plan: _Plan, params: dict[str, Any], inpu
                 shape = value.shape
             elif value.shape != shape:
                 return None
-        elif kind is float and key in numbers and numbers[key](value, value):
+        elif kind is float:
+            lo, hi = numbers.get(key, _NEVER)
+            if not lo < value < hi:
+                return None
             kept += (key,)
         else:
             return None
@@ -693,22 +715,20 @@ def _kept_number(plan: _Plan, key: str, value: float) -> bool:
     it so (``_number_params``) and it lies in the parameter's domain, decided by one comparison (one
     outside its domain becomes a tensor as before, and is checked, or taken by torch's NaN path while
     validation is off, as any other)."""
-    within = plan.numbers.get(key)
-    return within is not None and within(value, value)
+    lo, hi = plan.numbers.get(key, _NEVER)
+    return lo < value < hi
 
 
 def _check_shape(d: DistributionBase, plan: _Plan, shape: torch.Size, params: dict[str, Any],
                  inputs: tuple[Any, ...], from_forward: tuple[str, ...]) -> torch.Size:
     """The parameters' broadcast ``shape`` must fit ``features_shape``, and, from ``forward``, keep the
     inputs' batch size (or 1)."""
-    n_f = plan.n_features
-    if n_f or plan.has_event:
+    if plan.check_features:
         d._check_features(shape)
-    if not from_forward or not shape:
-        return shape
-    if len(shape) <= (n_f if n_f else 1) + plan.event_ndim:
+    if not from_forward or len(shape) <= plan.batch_at:
         return shape  # no batch dimension to compare
-    if shape[0] == 1 or (len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].shape[0] == shape[0]):
+    first = shape[0]
+    if first == 1 or (len(inputs) == 1 and type(inputs[0]) is torch.Tensor and inputs[0].shape[0] == first):
         return shape  # (the usual case: one input of this batch size)
     leads = {t.shape[0] for t in inputs if isinstance(t, torch.Tensor) and t.ndim}
     if leads and shape[0] not in leads:
@@ -785,10 +805,16 @@ class DistributionBase(Distribution):
     #: parameters only when one is not finite, to name the culprit. Declared by the class whose
     #: sampler it describes; a subclass overriding it (or the domains) loses it.
     _draw_shows_invalid: frozenset[str] = frozenset()
+    #: Whether ``_draw_own`` is the draw ``_draw`` would make: set for each class when it is defined
+    #: (the class defining ``_draw_own`` must be that defining ``_draw`` or a subclass of it).
+    _draw_own_usable = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._params_overridden = cls._get_params is not DistributionBase._get_params
+        draws = next(k for k in cls.__mro__ if "_draw" in k.__dict__)
+        draws_own = next(k for k in cls.__mro__ if "_draw_own" in k.__dict__)
+        cls._draw_own_usable = draws_own is not DistributionBase and issubclass(draws_own, draws)
         own = cls.__dict__
         if "_score_flags_invalid" not in own and any(
             k in own for k in ("_log_prob_value", "param_support", "_value_support", "_get_params")
@@ -1123,6 +1149,13 @@ class DistributionBase(Distribution):
         sample = dist.rsample(sample_shape) if reparam else dist.sample(sample_shape)
         return sample if low is None else sample.to(low)
 
+    def _draw_own(self, params: dict[str, torch.Tensor], reparam: bool) -> torch.Tensor:
+        """``_draw(params, shape, reparam)`` when every tensor parameter has exactly the sample's
+        ``shape`` (the usual case: parameters from a network, one draw each), so nothing needs expanding
+        or comparing. A family may write it out; it is used only when the class defining it is the one
+        defining ``_draw`` or a subclass of it (a subclass overriding ``_draw`` alone does not get it)."""
+        raise NotImplementedError
+
     def _entropy(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         try:
             return self._torch_dist(params).entropy()
@@ -1159,8 +1192,14 @@ class DistributionBase(Distribution):
         if sample_mean:
             value = self._sample_mean_value(params).expand(shape)
         else:
-            has_reparam = plan.reparam if plan.reparam is not None else self.has_reparam
-            value = self._draw(params, shape, reparam and has_reparam)
+            if reparam:
+                reparam = plan.reparam if plan.reparam is not None else self.has_reparam
+            if plan.draw_own and entry.own and shape is entry.shape:
+                # (every tensor parameter has the sample's shape; the method read off the class, as an
+                # nn.Module's attribute read is slow)
+                value = type(self)._draw_own(self, params, reparam)
+            else:
+                value = self._draw(params, shape, reparam)
         if defer:
             ctx.deferred_draws.append((self, entry, value, shape))  # type: ignore[union-attr]  # (shape: value's)
         return {plan.var: value}

@@ -60,8 +60,13 @@ def _plain_number(t: torch.Tensor | float) -> float | None:
     return v if 0.0 < v < math.inf else None  # (an invalid scale, unvalidated: torch's NaN path)
 
 
-def _shifted(loc: torch.Tensor, scale: torch.Tensor | float, s: float | None, eps: torch.Tensor) -> torch.Tensor:
-    """``loc + scale * eps``: one op, the scale taken as the number ``s`` when it is one."""
+def _shifted_draw(loc: torch.Tensor, scale: torch.Tensor | float, eps: torch.Tensor, reparam: bool) -> torch.Tensor:
+    """``loc + scale * eps`` in one op, the scale taken as a number when it is one (see _plain_number);
+    with its graph when ``reparam``, else detached (a draw without reparameterisation carries no graph:
+    cheaper than a no_grad block)."""
+    s = scale if type(scale) is float else _plain_number(scale)  # (a kept number)
+    if not reparam and (loc.requires_grad or (s is None and scale.requires_grad)):  # type: ignore[union-attr]
+        loc, scale = loc.detach(), scale if s is not None else scale.detach()  # type: ignore[union-attr]
     if s is None:
         return torch.addcmul(loc, scale, eps)  # type: ignore[arg-type]
     return loc + eps if s == 1.0 else torch.add(loc, eps, alpha=s)
@@ -125,18 +130,20 @@ class Normal(DistributionBase):
         return torch.addcmul(scale.log().add_(_HALF_LOG_2PI), z, z, value=0.5).neg_()
 
     def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
-        loc, scale = params["loc"], params["scale"]
+        loc = params["loc"]
+        if loc.shape == shape:
+            return self._draw_own(params, reparam)
+        return _shifted_draw(loc, params["scale"], torch.randn(shape, dtype=loc.dtype, device=loc.device), reparam)
+
+    def _draw_own(self, params: _Params, reparam: bool) -> torch.Tensor:
+        loc = params["loc"]
         # (randn_like when loc has the sample's shape, as from a network: no dtype/device arguments to
-        # parse; then it draws what randn(shape) would)
-        if loc.shape == shape and loc.is_contiguous():
+        # parse; a contiguous loc makes it draw what randn(shape) would)
+        if loc.is_contiguous():
             eps = torch.randn_like(loc)
         else:
-            eps = torch.randn(shape, dtype=loc.dtype, device=loc.device)
-        s = scale if type(scale) is float else _plain_number(scale)  # type: ignore[comparison-overlap]  # (kept number)
-        if reparam or not (loc.requires_grad or (s is None and scale.requires_grad)):
-            return _shifted(loc, scale, s, eps)
-        # (a draw without reparameterisation carries no graph: detached, cheaper than a no_grad block)
-        return _shifted(loc.detach(), scale if s is not None else scale.detach(), s, eps)
+            eps = torch.randn(loc.shape, dtype=loc.dtype, device=loc.device)
+        return _shifted_draw(loc, params["scale"], eps, reparam)
 
     def _entropy(self, params: _Params) -> torch.Tensor:
         return 0.5 + _HALF_LOG_2PI + params["scale"].log()
@@ -226,6 +233,10 @@ class Bernoulli(DistributionBase):
     def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
         probs = self._probs(params)  # (detached where it carries a graph: a draw has no gradient)
         return torch.bernoulli((probs.detach() if probs.requires_grad else probs).expand(shape))
+
+    def _draw_own(self, params: _Params, reparam: bool) -> torch.Tensor:
+        probs = self._probs(params)
+        return torch.bernoulli(probs.detach() if probs.requires_grad else probs)
 
     def _entropy(self, params: _Params) -> torch.Tensor:
         if "probs" in params:
