@@ -575,7 +575,8 @@ class _Plan:
     distribution is made, as ``__init_subclass__`` settles them when the class is."""
 
     __slots__ = ("overridden", "cond", "var", "custom", "param_vars", "const_keys", "keys_expected", "keys_also",
-                 "numbers", "n_features", "check_features", "batch_at", "draw_shows", "checked_before_draw",
+                 "numbers", "n_features", "event_ndim", "check_features", "batch_at", "draw_shows",
+                 "checked_before_draw",
                  "score_flags", "reparam", "draw_own")
 
     def __init__(self, d: DistributionBase) -> None:
@@ -599,6 +600,7 @@ class _Plan:
         n_f = self.n_features = len(d._features_shape)
         self.check_features = n_f > 0 or len(d._event_shape) > 0
         # (parameters of more dimensions than this have a batch dimension, whose size is checked)
+        self.event_ndim = cls.event_ndim
         self.batch_at = (n_f if n_f else 1) + cls.event_ndim
         self.draw_shows, self.draw_own = cls._draw_shows_invalid, cls._draw_own_usable
         self.checked_before_draw, self.score_flags = d._checked_before_draw, cls._score_flags_invalid
@@ -708,6 +710,16 @@ def _usual_params(d: DistributionBase, plan: _Plan, params: dict[str, Any], inpu
     if shape is None:
         return None
     return _check_shape(d, plan, shape, params, inputs, from_forward), kept
+
+
+def _features_count(plan: _Plan, shape: torch.Size) -> int | None:
+    """``DistributionBase._n_feat_of``: the feature dimensions of parameters of broadcast ``shape``."""
+    if plan.n_features:
+        return plan.n_features
+    n = len(shape) - 1 - plan.event_ndim
+    if n <= 0 and shape.numel() == 1:
+        return None  # scalar constants: the features are whatever the value has (Pixyz's rule)
+    return n
 
 
 def _kept_number(plan: _Plan, key: str, value: float) -> bool:
@@ -1121,12 +1133,7 @@ class DistributionBase(Distribution):
     def _n_feat_of(self, shape: torch.Size) -> int | None:
         """Number of feature dimensions of parameters of broadcast shape ``shape``: from
         ``features_shape``, else from the ``(batch, *features)`` shape."""
-        if len(self._features_shape):
-            return len(self._features_shape)
-        n = len(shape) - 1 - self.event_ndim
-        if n <= 0 and shape.numel() == 1:
-            return None  # scalar constants: the features are whatever the value has (Pixyz's rule)
-        return n
+        return _features_count(self._plan, shape)
 
     # ------------------------------------------------------------------ family maths (override)
     def _torch_dist(self, params: dict[str, torch.Tensor]) -> torch.distributions.Distribution:
@@ -1232,14 +1239,17 @@ class DistributionBase(Distribution):
         plan = self._plan
         entry = _param_entry(self, plan, x_dict, ctx, not plan.score_flags)
         params, shape = entry.raw, entry.shape  # (the family's own maths: numbers kept, see _number_params)
-        given = self._check_value(params, shape, x_dict[plan.var])
+        given = x_dict[plan.var]
+        if type(given) is not torch.Tensor or given.shape != shape:  # (the usual value has the parameters' shape)
+            given = self._check_value(params, shape, given)
         params, value = _promote(params, given)
         # A floating value is checked in its own dtype (a bfloat16 sample on the simplex sums to 1
         # within bfloat16's rounding, not float32's); bool and integer values once made floating.
         checked = given if given.is_floating_point() else value
         if validating and entry.validated:
             _validation.check_value(self._owner, plan.var, checked, self._value_support())
-        lp = reduce_features(self._log_prob_value(params, value), self._n_feat_of(shape), spec)
+        # (the family's maths read off the class: an nn.Module's attribute read is slow)
+        lp = reduce_features(type(self)._log_prob_value(self, params, value), _features_count(plan, shape), spec)
         if validating and not entry.validated:
             if ctx.scoring_factor is self and ctx.deferred_checks is not None:
                 ctx.deferred_checks.append((self, entry, checked))  # the joint checks its total

@@ -45,6 +45,12 @@ __all__ = ["Normal", "Bernoulli", "Categorical"]
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
 _Params = dict[str, torch.Tensor]
+# -log(2 pi) / 2 as a 0-dim CPU tensor of each floating dtype (read only): the constant of a unit-scale
+# Normal's log-density on the CPU, where making it on each call (torch.scalar_tensor with a dtype and a
+# device) cost more than the addcmul that uses it. (A ternary op refuses a CPU scalar beside CUDA
+# tensors: on another device the constant is made.)
+_MINUS_HALF_LOG_2PI = {dtype: torch.tensor(-_HALF_LOG_2PI, dtype=dtype, device="cpu")
+                       for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
 
 
 def _plain_number(t: torch.Tensor | float) -> float | None:
@@ -122,8 +128,10 @@ class Normal(DistributionBase):
         s = _plain_number(scale)
         if s is not None:  # one number (``scale=1.0`` from forward, a scalar constant): 3 to 4 tensor ops
             z = value - loc if s == 1.0 else (value - loc) / s
-            return torch.addcmul(torch.scalar_tensor(-(math.log(s) + _HALF_LOG_2PI), dtype=z.dtype, device=z.device),
-                                 z, z, value=-0.5)
+            const = _MINUS_HALF_LOG_2PI.get(z.dtype) if s == 1.0 and z.is_cpu else None
+            if const is None:
+                const = torch.scalar_tensor(-(math.log(s) + _HALF_LOG_2PI), dtype=z.dtype, device=z.device)
+            return torch.addcmul(const, z, z, value=-0.5)
         z = (value - loc) / scale  # standardised first: a tiny scale does not overflow (z * z) / scale**2
         # -(log(scale) + log(2 pi) / 2 + z^2 / 2): the constant part on scale's (often smaller) shape; the
         # in-place steps touch only fresh results that autograd does not keep (torch.rsub is slower).
