@@ -101,7 +101,7 @@ def interleaved(fns: dict, rounds: int, base: str = "hand-written", **kw) -> dic
 def show(title: str, res: dict, unit: float = 1e6, label: str = "us") -> None:
     print(title)
     for k, (t, med, q1, q3, pf, _) in res.items():
-        print(f"  {k:<24} {t * unit:10.1f} {label}  {med:6.3f}x (q {q1:.3f}-{q3:.3f})  {pf:7.1f} faults/call")
+        print(f"  {k:<28} {t * unit:10.1f} {label}  {med:6.3f}x (q {q1:.3f}-{q3:.3f})  {pf:7.1f} faults/call")
     print()
 
 
@@ -266,6 +266,16 @@ def bench_chain(args):
         hand_lp, hand_s = chain_hand(links, xs)
         fns = {"hand-written": hand_lp, "pixyz_like": lambda j=joint, x=x_dict: j.log_prob().eval(x),
                "hand sample": hand_s, "pixyz_like sample": lambda j=joint: j.sample(batch_n=batch)}
+        # compiled, both sides (the library's checks of the draws are skipped inside torch.compile)
+        fns["compiled hand sample"] = torch.compile(hand_s)
+        fns["compiled pixyz_like sample"] = torch.compile(lambda j=joint: j.sample(batch_n=batch))
+        with torch.no_grad():
+            for name in ("compiled hand sample", "compiled pixyz_like sample"):
+                fns[name]()  # (compiled here, before the timing)
+        if n == 8:
+            explained = torch._dynamo.explain(lambda j=joint: j.sample(batch_n=batch))()
+            print(f"  compiled sampling, 8 factors: {explained.graph_count} graph(s), "
+                  f"{explained.graph_break_count} graph break(s)")
         if PD is not None:
             pj, _ = chain_lib(PD, n, d)
             pj.load_state_dict(joint.state_dict(), strict=False)
@@ -282,11 +292,11 @@ def bench_chain(args):
     print("  per factor (least squares over 2/4/8 factors): time, and overhead over the hand-written loop")
     print("  (the median over rounds of the paired difference, so load drift cancels)")
     for k in rows[2]:
-        base = "hand sample" if "sample" in k else "hand-written"
+        base = ("compiled hand sample" if k.startswith("compiled") else "hand sample") if "sample" in k else "hand-written"
         own = slope([rows[n][k][0] * 1e6 for n in rows])
         over = slope([(rows[n][k][0] - rows[n][base][0]) * 1e6 for n in rows])
         paired = slope([rows[n][k][5] * 1e6 - (rows[n][base][5] * 1e6) for n in rows])
-        print(f"    {k:<24} {own:7.1f} us/factor   overhead {over:7.1f} (paired {paired:7.1f}) us/factor")
+        print(f"    {k:<28} {own:7.1f} us/factor   overhead {over:7.1f} (paired {paired:7.1f}) us/factor")
     print()
 
 
