@@ -59,7 +59,7 @@ def _plain_number(t: torch.Tensor | float) -> float | None:
     one-number CPU tensor that nothing differentiates (a scalar constant: read in 0.4 us, no device
     synchronisation, not inside :func:`torch.compile`, no graph break); ``None`` otherwise."""
     if type(t) is float:
-        return t  # (kept as a float only when positive and finite: DistributionBase._valid_number)
+        return t  # (kept as a float only when positive and finite: distributions._kept_number)
     if t.ndim or t.requires_grad or not t.is_cpu or torch.compiler.is_compiling():  # type: ignore[union-attr]
         return None
     v = t.item()  # type: ignore[union-attr]
