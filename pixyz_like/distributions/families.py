@@ -66,6 +66,11 @@ def _plain_number(t: torch.Tensor | float) -> float | None:
     return v if 0.0 < v < math.inf else None  # (an invalid scale, unvalidated: torch's NaN path)
 
 
+def _without_graph(t: torch.Tensor) -> torch.Tensor:
+    """``t`` detached where it carries a graph (a draw has no gradient; cheaper than a no_grad block)."""
+    return t.detach() if t.requires_grad else t
+
+
 def _shifted_draw(loc: torch.Tensor, scale: torch.Tensor | float, eps: torch.Tensor, reparam: bool) -> torch.Tensor:
     """``loc + scale * eps`` in one op, the scale taken as a number when it is one (see _plain_number);
     with its graph when ``reparam``, else detached (a draw without reparameterisation carries no graph:
@@ -239,12 +244,10 @@ class Bernoulli(DistributionBase):
         return params["probs"] if "probs" in params else torch.sigmoid(params["logits"])
 
     def _draw(self, params: _Params, shape: torch.Size, reparam: bool) -> torch.Tensor:
-        probs = self._probs(params)  # (detached where it carries a graph: a draw has no gradient)
-        return torch.bernoulli((probs.detach() if probs.requires_grad else probs).expand(shape))
+        return torch.bernoulli(_without_graph(self._probs(params)).expand(shape))
 
     def _draw_own(self, params: _Params, reparam: bool) -> torch.Tensor:
-        probs = self._probs(params)
-        return torch.bernoulli(probs.detach() if probs.requires_grad else probs)
+        return torch.bernoulli(_without_graph(self._probs(params)))
 
     def _entropy(self, params: _Params) -> torch.Tensor:
         if "probs" in params:
